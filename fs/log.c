@@ -1,0 +1,48 @@
+/* log.c — see log.h. */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <syslog.h>
+#include <time.h>
+
+/* Set once by log_setup() before threads start, read-only afterwards. */
+static int log_use_syslog;
+static enum log_level log_level_max = LOG_LVL_INFO;
+
+void log_setup(int use_syslog, enum log_level level)
+{
+    log_use_syslog = use_syslog;
+    log_level_max = level;
+    if (use_syslog)
+        openlog("hfmount", LOG_PID, LOG_DAEMON);
+}
+
+enum log_level log_get_level(void)
+{
+    return log_level_max;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+    if (level > log_level_max)
+        return;
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (log_use_syslog) {
+        syslog(prio[level], "%s", line);
+        return;
+    }
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    localtime_r(&ts.tv_sec, &tm);
+    /* One fprintf per line so that lines of concurrent threads do not interleave. */
+    fprintf(stderr, "%02d:%02d:%02d.%03ld hfmount %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+            ts.tv_nsec / 1000000, names[level], line);
+}
