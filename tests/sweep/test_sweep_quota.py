@@ -22,7 +22,8 @@ class TightQuota(SweepCase):
         models = [f"demo/stories260K-q{i}" for i in range(6)]
         for m in models:
             self.hub.add_copy(m)
-        args = ["--quota", "api=5/3,resolvers=8/3"]
+        # The weights are LFS files (a redirect to the CDN listener, where the resets hit).
+        args = ["--quota", "api=5/3,resolvers=8/3", "--lfs-threshold", "100000"]
         for f in FAULTS:
             args += ["--fault", json.dumps(f)]
         self.hub.start(*args)

@@ -136,16 +136,27 @@ class Classify(unittest.TestCase):
 
 
 class Budget(unittest.TestCase):
+    @staticmethod
+    def stats(**api):
+        b = {"requests": 10, "quota": 100, "window_s": 300, "window_requests": 10,
+             "remaining": 90, "429s": 0, "paused_s": 0.0, "paused_for_s": 0.0}
+        b.update(api)
+        return {"offline": False, "buckets": {"api": b, "cdn": dict(b, quota=0, remaining=-1)}}
+
     def test_gate(self):
-        low = {"buckets": {"api": {"remaining": 2, "limit": 100, "reset_in_s": 40}}}
-        hold, wait, why = hs.budget_low(low, 0.1)
+        hold, wait, why = hs.budget_low(self.stats(remaining=3), 0.1)
         self.assertTrue(hold)
-        self.assertEqual(wait, 40)
-        self.assertIn("api", why)
-        self.assertFalse(hs.budget_low({"buckets": {"api": {"remaining": 50, "limit": 100}}},
-                                       0.1)[0])
-        expired = {"buckets": {"api": {"remaining": 0, "limit": 100, "reset_in_s": 0}}}
-        self.assertFalse(hs.budget_low(expired, 0.1)[0])
+        self.assertIn("api budget 3/100", why)
+        self.assertGreater(wait, 0)
+        self.assertFalse(hs.budget_low(self.stats(), 0.1)[0])
+        self.assertFalse(hs.budget_low(self.stats(remaining=-1), 0.1)[0])  # nothing heard yet
+        hold, wait, why = hs.budget_low(self.stats(paused_for_s=12.5), 0.1)
+        self.assertTrue(hold)
+        self.assertEqual(wait, 12.5)
+        self.assertIn("paused", why)
+        nested = {"http": self.stats(remaining=1), "cache": {}}
+        self.assertTrue(hs.budget_low(nested, 0.1)[0])
+        self.assertFalse(hs.budget_low(self.stats(remaining=3), 0.0)[0])  # gate disabled
         for nothing in (None, {}, {"buckets": "x"}, {"buckets": {"api": {"remaining": "a"}}}):
             self.assertFalse(hs.budget_low(nothing, 0.1)[0])
 
