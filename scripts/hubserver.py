@@ -465,9 +465,10 @@ class Fault:
         self.prob = float(spec.get("prob", 1.0))
         self.fired = 0
         if kind == "status":
-            st = int(spec.get("status", 503))
-            if not 400 <= st <= 599:
-                raise ValueError("fault status: status %d is not an error status" % st)
+            st = spec.get("status", 503)
+            self.statuses = [int(x) for x in (st if isinstance(st, list) else [st])]
+            if not self.statuses or any(not 400 <= x <= 599 for x in self.statuses):
+                raise ValueError("fault status: status %r: want error statuses (4xx/5xx)" % st)
             mode = spec.get("headers", "ratelimit")
             if mode not in Quota.MODES:
                 raise ValueError("fault status: headers %r not one of %s"
@@ -700,8 +701,8 @@ class Hub:
         for spec in args.fault or []:
             self.faults.add(json.loads(spec))
         if args.random_errors:
-            self.faults.add({"kind": "status", "status": 503, "prob": args.random_errors,
-                             "count": -1})
+            self.faults.add({"kind": "status", "status": [429, 500, 502, 503], "t": 1,
+                             "prob": args.random_errors, "count": -1})
         self.cdn_key = (args.cdn_key or os.urandom(16).hex()).encode()
         self.page_size, self.cdn_ttl = args.page_size, args.cdn_ttl
         self.resolve_cache = args.resolve_cache
@@ -771,7 +772,7 @@ class Hub:
         msg = "Repository not found"
         return HubError(401 if token is None else 404, "RepoNotFound", msg)
 
-    def find_repo(self, rtype, rid, token, content, handler, rid_raw_len):
+    def find_repo(self, rtype, rid, token, content, handler):
         repo = self.store.get(rtype, rid)
         if repo is None:
             new = self.store.canonical(rtype, rid)
@@ -812,7 +813,7 @@ class Hub:
         ctx["repo"] = rid
         if not rest or rest[0] not in ("resolve", "raw"):
             raise HubError(404, None, "not found: %s" % ctx["path"])
-        repo = self.find_repo(rtype, rid, token, True, handler, None)
+        repo = self.find_repo(rtype, rid, token, True, handler)
         rev, fsegs = split_rev(repo, rest[1:])
         commit = repo.resolve(rev)
         fpath = "/".join(urllib.parse.unquote(s) for s in fsegs)
@@ -833,7 +834,7 @@ class Hub:
         rtype = TYPES[segs[0]]
         rid, rest = split_repo(segs[1:])
         ctx["repo"] = rid
-        repo = self.find_repo(rtype, rid, token, False, handler, None)
+        repo = self.find_repo(rtype, rid, token, False, handler)
         action = rest[0] if rest else None
         if action is None:
             return self.info(handler, ctx, repo, repo.resolve("main"))
@@ -1000,16 +1001,15 @@ class Hub:
             raise HubError(400, None, "resolve-cache wants a 40-hex commit")
         rid = "/".join(urllib.parse.unquote(s) for s in rest[:k])
         ctx["repo"] = rid
-        repo = self.find_repo(rtype, rid, token, True, handler, None)
+        repo = self.find_repo(rtype, rid, token, True, handler)
         commit = repo.resolve(rest[k])
         fpath = "/".join(urllib.parse.unquote(s) for s in rest[k + 1:])
         ctx["file"] = fpath
-        return self.resolve(handler, method, ctx, repo, commit, fpath, raw=False,
-                            anonymous=token is None) if commit.files.get(fpath) is None or \
-            commit.files[fpath].lfs else bytes_response(
-                commit.files[fpath].blob, handler.headers.get("Range"),
-                {"X-Repo-Commit": commit.sha}, etag=commit.files[fpath].oid,
-                if_none_match=handler.headers.get("If-None-Match"))
+        e = commit.files.get(fpath)
+        if e is None or e.lfs:  # the Hub sends LFS files to the CDN, never through here
+            raise HubError(404, "EntryNotFound", "Entry not found", {"X-Repo-Commit": commit.sha})
+        return bytes_response(e.blob, handler.headers.get("Range"), {"X-Repo-Commit": commit.sha},
+                              etag=e.oid, if_none_match=handler.headers.get("If-None-Match"))
 
     # -- the CDN
 
@@ -1108,6 +1108,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                "bucket": bucket_of(listener, split.path)}
         if listener == "cdn":
             ctx["file"] = ctx["query"].get("filename", [None])[0]
+        else:
+            ctx["repo"], ctx["file"] = guess_scope(split.path)
         entry = {"time": round(time.time(), 6), "listener": listener, "method": method,
                  "path": split.path, "query": split.query, "bucket": ctx["bucket"],
                  "range": self.headers.get("Range"),
@@ -1121,6 +1123,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def answer(self, hub, method, ctx, entry):
         state = hub.quota.take(ctx["bucket"]) if listener_counts(ctx) else None
         try:
+            if state is not None:
+                entry["ratelimit"] = {"r": state[1], "t": state[2]}
             if state is not None and not state[0]:
                 resp = error_response(HubError(429, None, "You have exceeded the rate limit "
                                                "for the %s bucket" % ctx["bucket"]))
@@ -1152,7 +1156,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def fault_answer(self, hub, fault, ctx):
         if fault.kind == "cdn_refuse":
             return cdn_error(403, "AccessDenied", "Request has expired")
-        st = int(fault.spec.get("status", 503))
+        st = random.choice(fault.statuses)
         msg = fault.spec.get("message", "injected fault: %d" % st)
         resp = error_response(HubError(st, None, msg))
         if st == 429:
@@ -1175,7 +1179,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if f is not None:
                 entry["fault"] = f.kind
                 apply_content_fault(resp, f, ctx)
-        send_fault = hub.faults.take(match, "send") if resp.length > 0 else None
+        send_fault = None
+        if resp.length > 0 and resp.status in (200, 206):
+            send_fault = hub.faults.take(match, "send")
         announced = resp.length
         if send_fault is not None:
             entry["fault"] = send_fault.kind
@@ -1222,9 +1228,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(extra)
             entry["bytes"] += len(extra)
         if kind == "reset":
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-            self.close_connection = True
+            self.server.reset_on_close(self.connection)
         if kind in ("truncate", "reset", "long_body", "wrong_length"):
             self.close_connection = True
 
@@ -1262,6 +1266,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+def guess_scope(path):
+    """(repo id, file path) from a Hub URL before routing, so request-phase faults can be
+    scoped by repo and file; routing replaces them with the exact values."""
+    segs = path.split("/")[1:]
+    if segs[:1] == ["api"]:
+        segs = segs[2:] if len(segs) > 1 and segs[1] in ("models", "datasets") else []
+    elif segs[:1] == ["datasets"]:
+        segs = segs[1:]
+    try:
+        rid, rest = split_repo(segs)
+    except HubError:
+        return None, None
+    if len(rest) >= 3 and rest[0] in ("resolve", "raw"):
+        return rid, "/".join(urllib.parse.unquote(x) for x in rest[2:])
+    return rid, None
 
 
 def listener_counts(ctx):
@@ -1394,7 +1415,23 @@ class Server(http.server.ThreadingHTTPServer):
 
     def __init__(self, addr, hub, listener):
         self.hub, self.listener = hub, listener
+        self.resets, self.resets_lock = [], threading.Lock()
         super().__init__(addr, Handler)
+
+    def reset_on_close(self, sock):
+        """Close this connection with a TCP RST instead of a FIN (the reset fault)."""
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with self.resets_lock:
+            self.resets.append(sock)
+
+    def shutdown_request(self, request):
+        with self.resets_lock:
+            reset = any(r is request for r in self.resets)
+            self.resets = [r for r in self.resets if r is not request]
+        if reset:
+            self.close_request(request)  # no shutdown(SHUT_WR): that would send a FIN first
+        else:
+            super().shutdown_request(request)
 
 
 def write_port_file(path, port):
@@ -1471,7 +1508,8 @@ def parse_args(argv):
                          "hostile (t=999999999)")
     ap.add_argument("--fault", action="append", help="a fault, as JSON (repeatable)")
     ap.add_argument("--random-errors", type=float, default=0.0,
-                    help="answer this fraction of all requests with 503")
+                    help="answer this fraction of all requests (Hub and CDN) with a random 429 "
+                         "(t=1), 500, 502 or 503")
     ap.add_argument("--verbose", action="store_true", help="log each request to stderr")
     args = ap.parse_args(argv)
     if not os.path.isdir(args.root):
