@@ -1,0 +1,176 @@
+/* tokdrv.c — test driver for the tokenizer: encode / decode a file with a tokenizer folder.
+ *
+ *   tokdrv encode DIR FILE [--no-special] [--bytes A:B]   ids, space-separated, newline
+ *   tokdrv roundtrip DIR FILE [--bytes A:B]              decode(encode(text)) == text?
+ *   tokdrv lines DIR FILE [--no-special]                 one line of ids per input line
+ *   tokdrv info DIR                                      vocab size, BOS/EOS ids
+ *   tokdrv time DIR FILE REPEAT                          seconds per encode (best of REPEAT)
+ * Errors go to stderr with the library's message; the exit status is 1. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tokenizer.h"
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "tokdrv: %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = nb;
+        }
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+static void slice(char **text, size_t *len, const char *spec)
+{
+    unsigned long a = 0, b = 0;
+    if (!spec || sscanf(spec, "%lu:%lu", &a, &b) != 2) return;
+    if (b > *len) b = *len;
+    if (a > b) a = b;
+    memmove(*text, *text + a, b - a);
+    *len = b - a;
+}
+
+static const char *opt(int argc, char **argv, const char *name)
+{
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], name)) return i + 1 < argc ? argv[i + 1] : "";
+    return NULL;
+}
+
+static void print_ids(const int32_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        printf(i ? " %d" : "%d", (int)ids[i]);
+    putchar('\n');
+}
+
+static int encode_lines(tok_tokenizer *t, char *text, size_t len, int special)
+{
+    char err[512];
+    for (size_t a = 0; a <= len;) {
+        char *nl = memchr(text + a, '\n', len - a);
+        size_t b = nl ? (size_t)(nl - text) : len;
+        if (!nl && a == len) break;
+        int32_t *ids;
+        size_t n;
+        if (tok_encode(t, text + a, b - a, special, &ids, &n, err, sizeof err)) {
+            fprintf(stderr, "%s\n", err);
+            return 1;
+        }
+        print_ids(ids, n);
+        free(ids);
+        a = b + 1;
+    }
+    return 0;
+}
+
+static int run(tok_tokenizer *t, const char *cmd, char *text, size_t len, int argc, char **argv)
+{
+    char err[512];
+    int special = !opt(argc, argv, "--no-special");
+    int32_t *ids;
+    size_t n;
+    if (!strcmp(cmd, "lines")) return encode_lines(t, text, len, special);
+    if (!strcmp(cmd, "time")) {
+        int rep = argc > 4 ? atoi(argv[4]) : 3;
+        double best = 1e30;
+        for (int r = 0; r < rep; r++) {
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            if (tok_encode(t, text, len, special, &ids, &n, err, sizeof err)) {
+                fprintf(stderr, "%s\n", err);
+                return 1;
+            }
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            free(ids);
+            double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+            if (s < best) best = s;
+        }
+        printf("%.6f %zu\n", best, len);
+        return 0;
+    }
+    if (tok_encode(t, text, len, strcmp(cmd, "roundtrip") ? special : 0, &ids, &n, err,
+                   sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (!strcmp(cmd, "encode")) {
+        print_ids(ids, n);
+        free(ids);
+        return 0;
+    }
+    char *back;
+    size_t blen;
+    int rc = tok_decode(t, ids, n, &back, &blen, err, sizeof err);
+    free(ids);
+    if (rc) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    int same = blen == len && !memcmp(back, text, len);
+    if (!same) {
+        size_t i = 0;
+        while (i < len && i < blen && back[i] == text[i])
+            i++;
+        fprintf(stderr, "roundtrip differs at byte %zu (text %zu bytes, decoded %zu)\n", i, len,
+                blen);
+    } else
+        printf("roundtrip ok: %zu bytes, %zu ids\n", len, n);
+    free(back);
+    return !same;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: tokdrv encode|roundtrip|lines|time|info DIR [FILE] [opts]\n");
+        return 2;
+    }
+    char err[512];
+    tok_tokenizer *t;
+    if (tok_load(argv[2], &t, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    int rc;
+    if (!strcmp(argv[1], "info")) {
+        printf("vocab %zu bos %d bos_token %d eos %d\n", tok_vocab_size(t), (int)tok_bos_id(t),
+               (int)tok_bos_token_id(t), (int)tok_eos_id(t));
+        rc = 0;
+    } else if (argc < 4) {
+        fprintf(stderr, "tokdrv: %s needs a FILE\n", argv[1]);
+        rc = 2;
+    } else {
+        size_t len;
+        char *text = read_file(argv[3], &len);
+        if (!text)
+            rc = 1;
+        else {
+            slice(&text, &len, opt(argc, argv, "--bytes"));
+            rc = run(t, argv[1], text, len, argc, argv);
+        }
+        free(text);
+    }
+    tok_free(t);
+    return rc;
+}
