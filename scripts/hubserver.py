@@ -331,7 +331,7 @@ class Store:
         """A new commit on branch: the branch tip with files added/replaced and paths deleted."""
         now = time.time()
         with repo.lock:
-            parent_sha = repo.branches.get(branch)
+            parent_sha = repo.branches.get(branch) or repo.branches.get("main")
             parent = repo.commits[parent_sha] if parent_sha else None
             new = dict(parent.files) if parent else {}
             for p in delete:
@@ -1113,12 +1113,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         entry = {"time": round(time.time(), 6), "listener": listener, "method": method,
                  "path": split.path, "query": split.query, "bucket": ctx["bucket"],
                  "range": self.headers.get("Range"),
-                 "auth": self.headers.get("Authorization") is not None}
+                 "auth": self.headers.get("Authorization") is not None,
+                 "repo": ctx.get("repo")}
         hub.begin()
+        self.logged = False
         try:
             self.answer(hub, method, ctx, entry)
         finally:
-            hub.end(entry)
+            if not self.logged:
+                hub.end(entry)
+
+    def log_now(self, entry):
+        """Log before the answer is done (a hang), so the log does not wait for it."""
+        self.server.hub.end(entry)
+        self.logged = True
 
     def answer(self, hub, method, ctx, entry):
         state = hub.quota.take(ctx["bucket"]) if listener_counts(ctx) else None
@@ -1134,7 +1142,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if fault is not None:
                 entry["fault"] = fault.kind
                 if fault.kind == "hang":
-                    entry["status"] = 0
+                    entry["status"], entry["bytes"] = 0, 0
+                    self.log_now(entry)
                     hub.stop.wait(float(fault.spec.get("seconds", 3600)))
                     self.close_connection = True
                     return

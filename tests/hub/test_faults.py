@@ -98,6 +98,11 @@ class Faults(HubTestCase):
             with self.assertRaises(socket.timeout):
                 hub.get("/api/models/org/m", timeout=1)
             self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+            t0 = time.monotonic()
+            entry = hub.log()[0]  # logged at once, the log does not wait for the hang
+            self.assertLess(time.monotonic() - t0, 1.5)
+            self.assertEqual((entry["fault"], entry["status"], entry["repo"]),
+                             ("hang", 0, "org/m"))
             self.assertEqual(hub.get("/api/models/org/m").status, 200)  # count 1: spent
 
     def test_truncate_and_wrong_length(self):

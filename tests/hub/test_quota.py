@@ -15,14 +15,15 @@ class Quota(HubTestCase):
 
     def test_api_quota_and_headers(self):
         with self.server("--quota", "api=3/3,resolvers=100/3") as hub:
+            hub.control(cmd="quota", quota="api=3/4,resolvers=100/4")  # a fresh window now
             got = [hub.get("/api/models/org/m") for _ in range(4)]
             self.assertEqual([r.status for r in got], [200, 200, 200, 429])
             self.assertEqual([r.header("RateLimit").split(";")[1] for r in got],
                              ["r=2", "r=1", "r=0", "r=0"])
             for r in got:
-                self.assertEqual(r.header("RateLimit-Policy"), '"fixed window";"api";q=3;w=3')
+                self.assertEqual(r.header("RateLimit-Policy"), '"fixed window";"api";q=3;w=4')
             t = int(got[3].header("RateLimit").split("t=")[1])
-            self.assertTrue(1 <= t <= 3, t)
+            self.assertTrue(1 <= t <= 4, t)
             self.assertEqual(got[3].header("X-Error-Message").split(" ")[0], "You")
             r = hub.get("/org/m/resolve/main/f.txt")  # the resolvers bucket is separate
             self.assertEqual((r.status, r.header("RateLimit").split(";")[0]),
