@@ -26,6 +26,7 @@ import struct
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 
 LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{}\nsize {}\n"
@@ -773,6 +774,7 @@ class Hub:
         return HubError(401 if token is None else 404, "RepoNotFound", msg)
 
     def find_repo(self, rtype, rid, token, content, handler):
+        """The repo, or the error a client without access gets; a renamed id redirects."""
         repo = self.store.get(rtype, rid)
         if repo is None:
             new = self.store.canonical(rtype, rid)
@@ -1088,7 +1090,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.dispatch("POST")
 
     def read_body(self):
-        if getattr(self, "_body", None) is not None:
+        if self._body is not None:
             return self._body
         n = int(self.headers.get("Content-Length") or 0)
         if n < 0 or n > MAX_BODY:
@@ -1098,6 +1100,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def dispatch(self, method):
         hub = self.server.hub
+        self._body = None  # one handler serves every request of a kept-alive connection
         listener = self.server.listener
         split = urllib.parse.urlsplit(self.path)
         if listener == "hub" and split.path.startswith("/_control"):
@@ -1149,18 +1152,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     return
                 resp = self.fault_answer(hub, fault, ctx)
             else:
-                try:
-                    resp = hub.route(self, method, ctx)
-                except HubError as e:
-                    resp = error_response(e)
-                except Redirect as r:
-                    resp = Response(307, {"Location": r.location}, b"")
+                resp = self.routed(hub, method, ctx)
             entry["repo"] = ctx.get("repo")
-            if state is not None:
+            if state is not None and resp.status != 429:  # a 429 fault keeps its own form
                 resp.headers.update(hub.quota.headers(ctx["bucket"], state, False))
             self.send(hub, ctx, resp, entry)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def routed(self, hub, method, ctx):
+        try:
+            if method == "POST":
+                self.read_body()  # so that an early error leaves no body on a kept-alive link
+                if "/paths-info/" not in ctx["rawpath"]:
+                    raise HubError(405, None, "POST is only for paths-info")
+            return hub.route(self, method, ctx)
+        except HubError as e:
+            return error_response(e)
+        except Redirect as r:
+            return Response(307, {"Location": r.location}, b"")
+        except Exception as e:  # a bug here must still answer, and say what happened
+            traceback.print_exc()
+            return error_response(HubError(500, None, "hubserver internal error: %r" % e))
 
     def fault_answer(self, hub, fault, ctx):
         if fault.kind == "cdn_refuse":

@@ -94,6 +94,22 @@ class Revisions(HubTestCase):
                             headers={"Content-Type": "application/json"})
             self.assertEqual([e["path"] for e in r.json()], ["b.txt"])
 
+    def test_keep_alive_posts(self):
+        import http.client
+        with self.server() as hub:
+            conn = http.client.HTTPConnection("127.0.0.1", hub.port, timeout=10)
+            form = {"Content-Type": "application/x-www-form-urlencoded"}
+            for url, body, want in (("/api/models/org/missing/paths-info/main", "paths=a", 401),
+                                    ("/api/models/org/rev/paths-info/main", "paths=a.txt", 200),
+                                    ("/api/models/org/rev", "x=1", 405),
+                                    ("/api/models/org/rev/paths-info/dev", "paths=b.txt", 200)):
+                conn.request("POST", url, body=body, headers=form)
+                r = conn.getresponse()
+                data = r.read()
+                self.assertEqual(r.status, want, (url, data))
+            self.assertEqual(json.loads(data)[0]["path"], "b.txt")
+            conn.close()
+
     def test_resolve_cache_hop(self):
         with self.server("--resolve-cache") as hub:
             sha = self.sha(hub, "main")
