@@ -710,22 +710,25 @@ class Hub:
         self.cdn_port = None
         self.stop = threading.Event()
         self.log_lock = threading.Condition()
-        self.log_entries, self.inflight = [], 0
+        self.log_entries, self.inflight, self.seq = [], 0, 0
         self.log_file = open(args.log, "a", buffering=1) if args.log else None
 
     # -- request log
 
-    def begin(self):
+    def begin(self, entry):
+        """A request arrived: its entry takes the next place in the log (arrival order)."""
         with self.log_lock:
             self.inflight += 1
+            entry["seq"] = self.seq
+            self.seq += 1
+            self.log_entries.append(entry)
 
     def end(self, entry):
+        """Its answer is done: the entry is complete and goes to the file."""
         with self.log_lock:
             self.inflight -= 1
-            if entry is not None:
-                self.log_entries.append(entry)
-                if self.log_file:
-                    self.log_file.write(json.dumps(entry) + "\n")
+            if self.log_file:
+                self.log_file.write(json.dumps(entry) + "\n")
             self.log_lock.notify_all()
 
     def log_since(self, since, wait):
@@ -734,7 +737,7 @@ class Hub:
         with self.log_lock:
             while self.inflight > 0 and time.monotonic() < deadline:
                 self.log_lock.wait(max(0.0, deadline - time.monotonic()))
-            return self.log_entries[since:]
+            return [dict(e) for e in self.log_entries[since:]]
 
     # -- auth
 
@@ -1118,7 +1121,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                  "range": self.headers.get("Range"),
                  "auth": self.headers.get("Authorization") is not None,
                  "repo": ctx.get("repo")}
-        hub.begin()
+        hub.begin(entry)
         self.logged = False
         try:
             self.answer(hub, method, ctx, entry)
