@@ -76,8 +76,31 @@ static int build_buckets(tok_added *a)
     return 0;
 }
 
-int tok_added_load(tok_added *a, json_t *arr, const tok_norm *norm, const char *where, char *err,
-                   size_t errlen)
+/* The ids the library gives: the declared "id" is not used. A token already known (added
+ * earlier, or in the model vocab) keeps that id; a new one gets the next id after the vocab
+ * and the added tokens so far. */
+static int assign_ids(tok_added *a, const tok_strmap *vocab)
+{
+    tok_strmap seen;
+    int rc = tok_strmap_init(&seen, a->n);
+    int32_t max = -1;
+    for (size_t i = 0; i < a->n && !rc; i++) {
+        tok_added_token *t = &a->v[i];
+        int32_t id;
+        if (!tok_strmap_get(&seen, t->content, t->len, &id) &&
+            !tok_strmap_get(vocab, t->content, t->len, &id))
+            id = (max >= (int32_t)vocab->n || vocab->n == 0) ? max + 1 : (int32_t)vocab->n;
+        t->id = id;
+        if (id > max) max = id;
+        rc = tok_strmap_set(&seen, t->content, t->len, id);
+    }
+    a->max_id = max;
+    tok_strmap_free(&seen);
+    return rc;
+}
+
+int tok_added_load(tok_added *a, json_t *arr, const tok_norm *norm, const tok_strmap *vocab,
+                   const char *where, char *err, size_t errlen)
 {
     memset(a, 0, sizeof *a);
     a->max_id = -1;
@@ -87,16 +110,24 @@ int tok_added_load(tok_added *a, json_t *arr, const tok_norm *norm, const char *
         return -EINVAL;
     }
     size_t n = json_array_size(arr);
+    if (n > TOK_MAX_VOCAB) {
+        tok_seterr(err, errlen, "%s: added_tokens has %zu entries, more than the limit of %zu",
+                   where, n, TOK_MAX_VOCAB);
+        return -E2BIG;
+    }
     a->v = calloc(n + 1, sizeof *a->v);
     if (!a->v) return -ENOMEM;
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
-        rc = load_one(&a->v[i], json_array_get(arr, i), norm, i, where, err, errlen);
-        if (!rc) {
+        rc = load_one(&a->v[a->n], json_array_get(arr, i), norm, i, where, err, errlen);
+        if (!rc && !a->v[a->n].len) { /* the library ignores empty tokens */
+            free(a->v[a->n].content);
+            free(a->v[a->n].match);
+            memset(&a->v[a->n], 0, sizeof a->v[a->n]);
+        } else if (!rc)
             a->n++;
-            if (a->v[i].id > a->max_id) a->max_id = a->v[i].id;
-        }
     }
+    if (!rc) rc = assign_ids(a, vocab);
     if (!rc) rc = build_buckets(a);
     if (rc == -ENOMEM) tok_seterr(err, errlen, "%s: out of memory loading added_tokens", where);
     if (rc) tok_added_free(a);

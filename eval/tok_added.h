@@ -5,7 +5,8 @@
  * normalized=true tokens (whose content is itself normalized first) are found in those
  * pieces. Matching is leftmost-longest (the library's Aho-Corasick), then single_word rejects
  * a match touching a word character, lstrip / rstrip widen it over neighbouring whitespace.
- * Immutable once loaded. */
+ * Ids follow the library's rule: a token in the model vocab keeps the vocab id, a new one
+ * gets the next free id (the "id" fields of the file are not used). Immutable once loaded. */
 #ifndef HF_TOK_ADDED_H
 #define HF_TOK_ADDED_H
 
@@ -44,8 +45,9 @@ typedef struct {
     size_t n, cap;
 } tok_cuts;
 
-int tok_added_load(tok_added *a, json_t *arr, const tok_norm *norm, const char *where, char *err,
-                   size_t errlen);
+/* vocab: the model's vocabulary, which decides the ids (see assign_ids). */
+int tok_added_load(tok_added *a, json_t *arr, const tok_norm *norm, const tok_strmap *vocab,
+                   const char *where, char *err, size_t errlen);
 void tok_added_free(tok_added *a);
 
 /* Cut s with the raw (set 0) or normalized (set 1) tokens; out is reset first. */

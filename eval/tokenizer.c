@@ -39,6 +39,9 @@ struct tok_tokenizer {
 
 /* ---- loading ---- */
 
+/* The tokenizer_config.json files of the Hub hold integers such as model_max_length 1e30 that
+ * overflow json_int_t; they are read with integers as reals (only strings and booleans are
+ * used from them). */
 static json_t *load_json(const char *path, int required, char *err, size_t errlen, int *rc)
 {
     struct stat st;
@@ -58,7 +61,7 @@ static json_t *load_json(const char *path, int required, char *err, size_t errle
         return NULL;
     }
     json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
+    json_t *j = json_load_file(path, required ? 0 : JSON_DECODE_INT_AS_REAL, &je);
     if (!j) {
         tok_seterr(err, errlen, "%s:%d:%d: invalid JSON: %s", path, je.line, je.column, je.text);
         *rc = -EINVAL;
@@ -113,8 +116,8 @@ static int load_stages(tok_tokenizer *t, json_t *root, const char *path, char *e
     if ((rc = tok_pre_load(json_object_get(root, "pre_tokenizer"), where, &t->pre, err, errlen)))
         return rc;
     if ((rc = load_model(t, root, path, err, errlen))) return rc;
-    if ((rc = tok_added_load(&t->added, json_object_get(root, "added_tokens"), t->norm, path, err,
-                             errlen)))
+    if ((rc = tok_added_load(&t->added, json_object_get(root, "added_tokens"), t->norm,
+                             &t->bpe.vocab, path, err, errlen)))
         return rc;
     snprintf(where, sizeof where, "%s: post_processor", path);
     if ((rc = tok_post_load(json_object_get(root, "post_processor"), where, name_to_id, t, &t->post,

@@ -2,7 +2,7 @@
  *
  *   tokdrv encode DIR FILE [--no-special] [--bytes A:B]   ids, space-separated, newline
  *   tokdrv roundtrip DIR FILE [--bytes A:B]              decode(encode(text)) == text?
- *   tokdrv lines DIR FILE [--no-special]                 one line of ids per input line
+ *   tokdrv batch DIR FILE     lines "S HEX" (S = 1 adds special tokens): a line of ids each
  *   tokdrv info DIR                                      vocab size, BOS/EOS ids
  *   tokdrv time DIR FILE REPEAT                          seconds per encode (best of REPEAT)
  * Errors go to stderr with the library's message; the exit status is 1. */
@@ -64,20 +64,32 @@ static void print_ids(const int32_t *ids, size_t n)
     putchar('\n');
 }
 
-static int encode_lines(tok_tokenizer *t, char *text, size_t len, int special)
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Each line "S HEX": S 1/0 = add special tokens, HEX the text's bytes. One line of ids out. */
+static int encode_batch(tok_tokenizer *t, char *text, size_t len)
 {
     char err[512];
-    for (size_t a = 0; a <= len;) {
+    for (size_t a = 0; a < len;) {
         char *nl = memchr(text + a, '\n', len - a);
-        size_t b = nl ? (size_t)(nl - text) : len;
-        if (!nl && a == len) break;
+        size_t b = nl ? (size_t)(nl - text) : len, n = 0;
+        int special = text[a] == '1';
+        char *bytes = malloc((b - a) / 2 + 1);
+        if (!bytes) return 1;
+        for (size_t i = a + 2; i + 1 < b; i += 2)
+            bytes[n++] = (char)(hexval(text[i]) * 16 + hexval(text[i + 1]));
         int32_t *ids;
-        size_t n;
-        if (tok_encode(t, text + a, b - a, special, &ids, &n, err, sizeof err)) {
+        size_t nid;
+        int rc = tok_encode(t, bytes, n, special, &ids, &nid, err, sizeof err);
+        free(bytes);
+        if (rc) {
             fprintf(stderr, "%s\n", err);
             return 1;
         }
-        print_ids(ids, n);
+        print_ids(ids, nid);
         free(ids);
         a = b + 1;
     }
@@ -90,7 +102,7 @@ static int run(tok_tokenizer *t, const char *cmd, char *text, size_t len, int ar
     int special = !opt(argc, argv, "--no-special");
     int32_t *ids;
     size_t n;
-    if (!strcmp(cmd, "lines")) return encode_lines(t, text, len, special);
+    if (!strcmp(cmd, "batch")) return encode_batch(t, text, len);
     if (!strcmp(cmd, "time")) {
         int rep = argc > 4 ? atoi(argv[4]) : 3;
         double best = 1e30;
@@ -143,7 +155,7 @@ static int run(tok_tokenizer *t, const char *cmd, char *text, size_t len, int ar
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: tokdrv encode|roundtrip|lines|time|info DIR [FILE] [opts]\n");
+        fprintf(stderr, "usage: tokdrv encode|roundtrip|batch|time|info DIR [FILE] [opts]\n");
         return 2;
     }
     char err[512];

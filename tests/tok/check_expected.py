@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Compare the tokenizer with the expected ids stored in tests/tok/expected/ (produced once by
+the reference library, see docs/TOKENIZER.md): every vector case, edge case and invalid-UTF-8
+case, and whole texts / byte slices of ../shared/data/text/.
+
+usage: check_expected.py TOKDRV EXPECTED.json.gz SHARED_DATA VARIANTS_JSON
+Exits 77 (skip) when SHARED_DATA is absent."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def tokenizer_dir(exp, data, variants, tmp):
+    base = os.path.join(data, "tokenizers", exp["tokenizer"])
+    if "variant" not in exp:
+        return base
+    v = next(v for v in json.load(open(variants))["variants"] if v["name"] == exp["variant"])
+    j = json.load(open(os.path.join(base, "tokenizer.json"), encoding="utf-8"))
+    j.update(v.get("set", {}))
+    j["model"].update(v.get("set_model", {}))
+    json.dump(j, open(os.path.join(tmp, "tokenizer.json"), "w", encoding="utf-8"))
+    return tmp
+
+
+def case_bytes(c):
+    return bytes.fromhex(c["hex"]) if "hex" in c else c["text"].encode("utf-8")
+
+
+def check_cases(drv, tdir, cases, tmp):
+    path = os.path.join(tmp, "batch.txt")
+    with open(path, "w") as f:
+        for c in cases:
+            f.write(f"{int(c['special'])} {case_bytes(c).hex()}\n")
+    out = subprocess.run([drv, "batch", tdir, path], capture_output=True, text=True, timeout=600)
+    if out.returncode:
+        print(f"FAIL: tokdrv batch: {out.stderr.strip()}")
+        return len(cases)
+    lines = out.stdout.split("\n")
+    bad = 0
+    for c, line in zip(cases, lines):
+        got = [int(x) for x in line.split()]
+        if got != c["ids"]:
+            bad += 1
+            if bad <= 10:
+                what = c.get("text", c.get("hex"))
+                print(f"FAIL {c['src']} special={c['special']} text={what!r:.80}\n"
+                      f"  got  {got[:24]}\n  want {c['ids'][:24]}")
+    return bad
+
+
+def check_texts(drv, tdir, texts, data):
+    files = {"wikitext": "text/wikitext-2-raw/wiki.test.raw",
+             "shakespeare": "text/tinyshakespeare/input.txt",
+             "tinystories": "text/tinystories-sample/tinystories_sample.txt"}
+    bad = 0
+    for key, want in texts.items():
+        name, a, b = key.split(":")
+        out = subprocess.run([drv, "encode", tdir, os.path.join(data, files[name]), "--bytes",
+                              f"{a}:{b}"], capture_output=True, text=True, timeout=600)
+        got = out.stdout.split()
+        want = want.split()
+        if out.returncode or got != want:
+            bad += 1
+            i = next((i for i, (x, y) in enumerate(zip(got, want)) if x != y),
+                     min(len(got), len(want)))
+            print(f"FAIL text {key}: {out.stderr.strip()} {len(got)} ids vs {len(want)}, "
+                  f"first difference at id {i}: got {got[i:i + 8]} want {want[i:i + 8]}")
+        else:
+            print(f"ok text {key}: {len(got)} ids")
+    return bad
+
+
+def main():
+    drv, exp_path, data, variants = sys.argv[1:5]
+    if not os.path.isdir(data):
+        print("SKIP: ../shared/data not found")
+        return 77
+    exp = json.load(gzip.open(exp_path, "rt", encoding="utf-8"))
+    with tempfile.TemporaryDirectory() as tmp:
+        tdir = tokenizer_dir(exp, data, variants, tmp)
+        bad = check_cases(drv, tdir, exp["cases"], tmp)
+        print(f"{'ok' if not bad else 'FAIL'} {len(exp['cases']) - bad}/{len(exp['cases'])} "
+              f"cases of {os.path.basename(exp_path)}")
+        bad += check_texts(drv, tdir, exp["texts"], data)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
