@@ -14,6 +14,7 @@ import argparse
 import base64
 import email.utils
 import fnmatch
+import gzip
 import hashlib
 import hmac
 import http.server
@@ -431,11 +432,12 @@ FAULT_PHASES = {
     "status": "request", "hang": "request", "cdn_refuse": "request",
     # change a JSON listing (tree, paths-info, repo info siblings)
     "inject_entries": "listing", "hostile_names": "listing", "body": "listing",
-    # change the bytes of a file
+    # change the bytes of a file, or how a range of it is answered
     "lfs_pointer": "content", "html": "content", "corrupt": "content",
+    "ignore_range": "content", "wrong_range": "content", "gzip": "content",
     # change how any body is sent
     "reset": "send", "slow": "send", "truncate": "send", "long_body": "send",
-    "wrong_length": "send",
+    "wrong_length": "send", "stall": "send",
 }
 FAULT_SCOPE = ("listener", "bucket", "method", "path", "repo", "file")
 FAULT_COMMON = FAULT_SCOPE + ("kind", "count", "skip", "prob")
@@ -443,8 +445,9 @@ FAULT_PARAMS = {
     "status": {"status", "headers", "t", "message"}, "hang": {"seconds"}, "cdn_refuse": set(),
     "inject_entries": {"entries"}, "hostile_names": set(), "body": {"text", "repeat"},
     "lfs_pointer": set(), "html": set(), "corrupt": {"offset"},
+    "ignore_range": set(), "wrong_range": {"shift", "total"}, "gzip": set(),
     "reset": {"after"}, "slow": {"rate"}, "truncate": {"after"}, "long_body": {"extra"},
-    "wrong_length": {"delta"},
+    "wrong_length": {"delta"}, "stall": {"after", "seconds"},
 }
 
 
@@ -1231,9 +1234,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def write_body(self, resp, fault, entry, hub):
         kind = fault.kind if fault else None
         limit = resp.length
-        if kind in ("truncate", "reset"):
+        if kind in ("truncate", "reset", "stall"):
             limit = min(resp.length, int(fault.spec.get("after", resp.length // 2)))
         rate = float(fault.spec["rate"]) if kind == "slow" else None
+        if kind == "stall":
+            # part of the body, then silence on an open connection, then the rest
+            resp.materialize()
+            self.wfile.write(resp.body[:limit])
+            entry["bytes"] = limit
+            if not hub.stop.wait(float(fault.spec.get("seconds", 3600))):
+                self.wfile.write(resp.body[limit:])
+                entry["bytes"] = resp.length
+            return
         if resp.blob is not None and resp.blob.path is not None and rate is None:
             with open(resp.blob.path, "rb") as f:
                 sent = self.connection.sendfile(f, resp.start, limit) if limit else 0
@@ -1336,6 +1348,23 @@ def apply_listing_fault(resp, f):
 
 
 def apply_content_fault(resp, f, ctx):
+    if f.kind in ("ignore_range", "gzip") and resp.blob is not None:
+        # a 200 with the whole file, as a CDN that ignores Range (or compresses) sends
+        resp.status, resp.start, resp.length = 200, 0, resp.blob.size
+        resp.headers.pop("Content-Range", None)
+        if f.kind == "gzip":
+            resp.materialize()
+            resp.body = gzip.compress(resp.body)
+            resp.length = len(resp.body)
+            resp.headers["Content-Encoding"] = "gzip"
+        return
+    if f.kind == "wrong_range":
+        if resp.status == 206 and resp.blob is not None:
+            shift = int(f.spec.get("shift", 1))
+            total = int(f.spec.get("total", resp.blob.size))
+            resp.headers["Content-Range"] = "bytes %d-%d/%d" % (
+                resp.start + shift, resp.start + resp.length - 1 + shift, total)
+        return
     if f.kind == "corrupt":
         resp.materialize()
         off = int(f.spec.get("offset", 0))
@@ -1481,8 +1510,9 @@ repo layout (under --root):
 
 faults (--fault JSON or POST /_control {"cmd":"fault",...}): kind one of
   status (status, headers, t, message), hang (seconds), cdn_refuse, inject_entries (entries),
-  hostile_names, body (text, repeat), lfs_pointer, html, corrupt (offset), reset (after),
-  slow (rate), truncate (after), long_body (extra), wrong_length (delta);
+  hostile_names, body (text, repeat), lfs_pointer, html, corrupt (offset), ignore_range,
+  wrong_range (shift, total), gzip, reset (after), slow (rate), truncate (after),
+  long_body (extra), wrong_length (delta), stall (after, seconds);
   scoped by listener (hub|cdn), bucket (api|resolvers|pages|cdn), method, path (glob on the
   URL path), repo (glob), file (glob on the repo file path); fired for the next count matching
   requests (-1: all) after skip of them, each with probability prob.

@@ -160,6 +160,38 @@ class Faults(HubTestCase):
             self.assertEqual(r.body, DATA[:3] + bytes([DATA[3] ^ 0xFF]) + DATA[4:10])
             self.assertEqual(hub.get(loc).body, DATA)
 
+    def test_range_answers_gone_wrong(self):
+        import gzip
+        with self.server() as hub:
+            loc = self.cdn_location(hub)
+            rng = {"Range": "bytes=100-199"}
+            hub.control(cmd="fault", kind="ignore_range", listener="cdn")
+            r = hub.get(loc, headers=rng)
+            self.assertEqual((r.status, r.body, r.header("Content-Range")), (200, DATA, None))
+            hub.control(cmd="fault", kind="wrong_range", shift=5, listener="cdn")
+            r = hub.get(loc, headers=rng)
+            self.assertEqual((r.status, r.body), (206, DATA[100:200]))
+            self.assertEqual(r.header("Content-Range"), "bytes 105-204/%d" % len(DATA))
+            hub.control(cmd="fault", kind="wrong_range", shift=0, total=7, listener="cdn")
+            self.assertEqual(hub.get(loc, headers=rng).header("Content-Range"), "bytes 100-199/7")
+            hub.control(cmd="fault", kind="gzip", file="small.json")
+            r = hub.get("/org/m/resolve/main/small.json", headers={"Range": "bytes=0-1"})
+            self.assertEqual((r.status, r.header("Content-Encoding")), (200, "gzip"))
+            self.assertEqual(gzip.decompress(r.body), b'{"a": 1}')
+            self.assertEqual(hub.get(loc, headers=rng).body, DATA[100:200])  # all spent
+
+    def test_stall_mid_body(self):
+        with self.server() as hub:
+            loc = self.cdn_location(hub)
+            hub.control(cmd="fault", kind="stall", after=100, seconds=1.5, listener="cdn")
+            t0 = time.monotonic()
+            r = hub.get(loc, headers={"Range": "bytes=0-999"})
+            self.assertEqual(r.body, DATA[:1000])
+            self.assertGreaterEqual(time.monotonic() - t0, 1.4)
+            hub.control(cmd="fault", kind="stall", after=100, listener="cdn")
+            with self.assertRaises(socket.timeout):
+                hub.get(loc, timeout=1)
+
     def test_hostile_listings(self):
         with self.server() as hub:
             hub.control(cmd="fault", kind="hostile_names", path="*/tree/*")
