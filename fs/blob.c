@@ -1,0 +1,669 @@
+/* blob.c — see blob.h. */
+#include "blob.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "sha256.h"
+
+#define BLOB_STREAMS 4
+#define BLOB_QUEUE_MAX 1024
+#define BLOB_WAIT_SLICE_NS 100000000L /* how often a waiter polls its request's interrupt */
+
+typedef struct flight {
+    int64_t idx;
+    int refs;   /* holders (the fetcher and the waiters); under blob.mu */
+    int state;  /* 0 running, 1 data ready, <0 -errno */
+    int listed; /* still in blob.flights */
+    unsigned char *buf;
+    size_t len;
+    struct flight *next;
+} flight;
+
+typedef struct stream {
+    int64_t next;    /* where this stream's next read is expected */
+    int64_t ra_upto; /* last block queued for read-ahead */
+    int hits;
+    uint64_t used;
+} stream;
+
+struct blob {
+    blob_pool *pool;
+    int refs; /* under pool.mu */
+    struct blob *next;
+    char id[65];
+    int64_t size, nblocks;
+    int is_lfs;
+    char sha256[65];
+    hub_repo repo;
+    char commit[41];
+    char *path;
+    char what[512];
+
+    pthread_mutex_t mu; /* flights, present, streams */
+    pthread_cond_t cv;
+    flight *flights;
+    unsigned char *present;
+    int64_t npresent;
+    int verified, verifying;
+    stream streams[BLOB_STREAMS];
+    uint64_t clock;
+
+    pthread_mutex_t tmu; /* the redirect target; held while resolving so a file resolves once */
+    char *target;
+    int64_t target_expires;
+};
+
+typedef enum task_kind { TASK_PREFETCH, TASK_VERIFY } task_kind;
+
+typedef struct task {
+    task_kind kind;
+    blob *b;
+    int64_t idx;
+} task;
+
+struct blob_pool {
+    blob_pool_opts o;
+    pthread_mutex_t mu; /* blobs, refs, queue */
+    pthread_cond_t qcv;
+    blob *blobs;
+    task *q;
+    size_t qhead, qlen;
+    pthread_t *threads;
+    int nthreads;
+    _Atomic int stop;
+    _Atomic int64_t bytes_network, bytes_cache, bytes_shared, blocks_fetched, blocks_cache_hits,
+        blocks_readahead, flight_joins, resolves, resolve_retries, sha256_ok, sha256_bad,
+        fetch_errors, blobs_open;
+};
+
+/* ---- the task queue ---- */
+
+static int blob_pool_stopping(void *arg)
+{
+    return ((blob_pool *)arg)->stop;
+}
+
+/* Queue a task; it holds a reference to b. Dropped silently when the queue is full (read-ahead
+ * is a hint; verification is retried at the next open). */
+static void blob_enqueue(blob *b, task_kind kind, int64_t idx)
+{
+    blob_pool *p = b->pool;
+    pthread_mutex_lock(&p->mu);
+    if (p->qlen < BLOB_QUEUE_MAX && !p->stop) {
+        p->q[(p->qhead + p->qlen++) % BLOB_QUEUE_MAX] = (task){kind, b, idx};
+        b->refs++;
+        pthread_cond_signal(&p->qcv);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- resolving ---- */
+
+/* Signed CDN URLs carry their expiry ("Expires=<unix>"); 0 when they do not say. */
+static int64_t blob_url_expiry(const char *url)
+{
+    for (const char *p = strchr(url, '?'); p; p = strchr(p + 1, '&'))
+        if (strncmp(p + 1, "Expires=", 8) == 0) return strtoll(p + 9, NULL, 10);
+    return 0;
+}
+
+/* Choose the URL for a block. With a known, unexpired redirect target: that (tmu released).
+ * Without one: the /resolve/ URL, and tmu stays held until blob_target_done(), so that the
+ * other blocks of the file wait for this one resolve instead of making their own. */
+static char *blob_target(blob *b, int refresh, int *resolving)
+{
+    pthread_mutex_lock(&b->tmu);
+    time_t now = time(NULL);
+    if (b->target && (refresh || (b->target_expires && now > b->target_expires - 30))) {
+        free(b->target);
+        b->target = NULL;
+    }
+    if (b->target) {
+        char *url = strdup(b->target);
+        pthread_mutex_unlock(&b->tmu);
+        *resolving = 0;
+        return url;
+    }
+    *resolving = 1;
+    b->pool->resolves++;
+    char *url = hub_resolve_url(b->pool->o.endpoint, &b->repo, b->commit, b->path);
+    if (!url) pthread_mutex_unlock(&b->tmu);
+    return url;
+}
+
+static void blob_target_done(blob *b, const char *effective)
+{
+    if (effective) {
+        free(b->target);
+        b->target = strdup(effective);
+        b->target_expires = blob_url_expiry(effective);
+    }
+    pthread_mutex_unlock(&b->tmu);
+}
+
+/* A block that is git-lfs pointer text or an HTML page where file bytes should be. */
+static int blob_looks_wrong(const blob *b, int64_t idx, const unsigned char *buf, size_t len)
+{
+    static const char ptr[] = "version https://git-lfs.github.com/spec/v1";
+    if (idx != 0 || !b->is_lfs) return 0;
+    if (len >= sizeof ptr - 1 && memcmp(buf, ptr, sizeof ptr - 1) == 0) return 1;
+    return len >= 15 && (strncasecmp((const char *)buf, "<!doctype html", 14) == 0 ||
+                         strncasecmp((const char *)buf, "<html", 5) == 0);
+}
+
+static int blob_status_errno(const blob *b, long status)
+{
+    if (status == 404 || status == 410) return -ENOENT;
+    if (status == 401 || status == 403) return -EACCES;
+    log_error("%s: unexpected HTTP %ld to a range request", b->what, status);
+    return -EIO;
+}
+
+/* One ranged GET of block idx into buf. The first goes through /resolve/ and its final URL
+ * (the CDN after the redirect) serves the following blocks; a refused target is resolved
+ * again once. */
+static int blob_net_fetch(blob *b, int64_t idx, unsigned char *buf, size_t len)
+{
+    blob_pool *p = b->pool;
+    int rc = -EIO;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int resolving;
+        char *url = blob_target(b, attempt > 0, &resolving);
+        if (!url) return -ENOMEM;
+        http_request rq = {.url = url,
+                           .bucket = http_is_endpoint_url(p->o.http, url) ? HTTP_BUCKET_RESOLVE
+                                                                          : HTTP_BUCKET_CDN,
+                           .follow = 1,
+                           .off = idx * (int64_t)p->o.block_size,
+                           .len = (int64_t)len,
+                           .expect_total = b->size,
+                           .buf = buf,
+                           .cancelled = blob_pool_stopping,
+                           .cancel_arg = p,
+                           .what = b->what};
+        http_response rs;
+        rc = http_do(p->o.http, &rq, &rs);
+        long status = rs.status;
+        if (resolving) blob_target_done(b, rc == 0 && status == 206 ? rs.effective_url : NULL);
+        http_response_free(&rs);
+        free(url);
+        if (rc < 0) break;
+        if (status == 206) {
+            if (blob_looks_wrong(b, idx, buf, len)) {
+                log_error("%s: the server sent LFS pointer text or HTML instead of the file",
+                          b->what);
+                rc = -EIO;
+                break;
+            }
+            p->bytes_network += (int64_t)len;
+            p->blocks_fetched++;
+            return 0;
+        }
+        rc = blob_status_errno(b, status);
+        if (resolving || (status != 401 && status != 403 && status != 404 && status != 410)) break;
+        p->resolve_retries++;
+        log_info("%s: download URL refused (%ld): resolving again", b->what, status);
+    }
+    p->fetch_errors++;
+    return rc;
+}
+
+/* ---- blocks ---- */
+
+static size_t blob_block_len(const blob *b, int64_t idx)
+{
+    int64_t bs = b->pool->o.block_size, left = b->size - idx * bs;
+    return (size_t)(left < bs ? left : bs);
+}
+
+static void blob_flight_put_locked(blob *b, flight *f)
+{
+    (void)b;
+    if (--f->refs == 0 && !f->listed) {
+        free(f->buf);
+        free(f);
+    }
+}
+
+static void blob_flight_unlist_locked(blob *b, flight *f)
+{
+    for (flight **pp = &b->flights; *pp; pp = &(*pp)->next)
+        if (*pp == f) {
+            *pp = f->next;
+            break;
+        }
+    f->listed = 0;
+}
+
+static void blob_mark_present(blob *b, int64_t idx)
+{
+    int verify = 0;
+    pthread_mutex_lock(&b->mu);
+    if (!b->present[idx]) {
+        b->present[idx] = 1;
+        b->npresent++;
+    }
+    if (b->is_lfs && b->npresent == b->nblocks && !b->verified && !b->verifying) {
+        b->verifying = 1;
+        verify = 1;
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (verify) blob_enqueue(b, TASK_VERIFY, 0);
+}
+
+static void blob_mark_absent(blob *b, int64_t idx)
+{
+    pthread_mutex_lock(&b->mu);
+    if (b->present[idx]) {
+        b->present[idx] = 0;
+        b->npresent--;
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* Fill f with block f->idx: from disk if another process or thread stored it meanwhile, else
+ * from the network, then store it. Runs without b->mu. */
+static int blob_fill(blob *b, flight *f)
+{
+    blob_pool *p = b->pool;
+    f->len = blob_block_len(b, f->idx);
+    f->buf = malloc(f->len);
+    if (!f->buf) return -ENOMEM;
+    if (cache_block_read(p->o.cache, b->id, p->o.block_size, f->idx, 0, f->len, f->buf) == 0) {
+        p->blocks_cache_hits++;
+        return 1;
+    }
+    return blob_net_fetch(b, f->idx, f->buf, f->len);
+}
+
+/* Get block idx in memory: join the flight fetching it or start one. On success *out holds a
+ * reference (release with blob_flight_put_locked under b->mu). */
+static int blob_get_block(blob *b, int64_t idx, int (*cancelled)(void *), void *arg, flight **out)
+{
+    pthread_mutex_lock(&b->mu);
+    flight *f = b->flights;
+    while (f && f->idx != idx)
+        f = f->next;
+    if (f) {
+        f->refs++;
+        b->pool->flight_joins++;
+        while (f->state == 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += BLOB_WAIT_SLICE_NS;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+            if (f->state == 0 && cancelled && cancelled(arg)) {
+                blob_flight_put_locked(b, f);
+                pthread_mutex_unlock(&b->mu);
+                return -EINTR;
+            }
+        }
+        int rc = f->state < 0 ? f->state : 0;
+        if (rc < 0) blob_flight_put_locked(b, f);
+        pthread_mutex_unlock(&b->mu);
+        *out = rc < 0 ? NULL : f;
+        return rc;
+    }
+    f = calloc(1, sizeof *f);
+    if (!f) {
+        pthread_mutex_unlock(&b->mu);
+        return -ENOMEM;
+    }
+    f->idx = idx;
+    f->refs = 1;
+    f->listed = 1;
+    f->next = b->flights;
+    b->flights = f;
+    pthread_mutex_unlock(&b->mu);
+
+    int rc = blob_fill(b, f);
+    pthread_mutex_lock(&b->mu);
+    f->state = rc < 0 ? rc : 1;
+    pthread_cond_broadcast(&b->cv);
+    if (rc < 0) {
+        blob_flight_unlist_locked(b, f);
+        blob_flight_put_locked(b, f);
+        f = NULL;
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (rc < 0) return rc;
+    /* Store before unlisting, so that a reader that misses on disk finds the flight. */
+    if (rc == 0 &&
+        cache_block_write(b->pool->o.cache, b->id, b->pool->o.block_size, idx, f->buf, f->len) == 0)
+        rc = 1;
+    pthread_mutex_lock(&b->mu);
+    blob_flight_unlist_locked(b, f);
+    pthread_mutex_unlock(&b->mu);
+    if (rc == 1) blob_mark_present(b, idx);
+    *out = f;
+    return 0;
+}
+
+static void blob_put_block(blob *b, flight *f)
+{
+    pthread_mutex_lock(&b->mu);
+    blob_flight_put_locked(b, f);
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* ---- read-ahead ---- */
+
+/* Track the read in one of the file's streams; a stream that continues where it left off is
+ * sequential and gets the next blocks queued. */
+static void blob_readahead(blob *b, int64_t off, size_t len)
+{
+    int64_t bs = b->pool->o.block_size, end = off + (int64_t)len;
+    int64_t q0 = 0, q1 = -1;
+    pthread_mutex_lock(&b->mu);
+    stream *s = NULL, *old = &b->streams[0];
+    for (int i = 0; i < BLOB_STREAMS; i++) {
+        stream *t = &b->streams[i];
+        if (t->hits && off >= t->next - 2 * bs && off <= t->next + 2 * bs) {
+            s = t;
+            break;
+        }
+        if (t->used < old->used) old = t;
+    }
+    if (!s) {
+        s = old;
+        *s = (stream){.next = end, .ra_upto = off / bs, .hits = 0};
+    }
+    s->hits++;
+    s->used = ++b->clock;
+    if (end > s->next) s->next = end;
+    if (s->hits >= 2 && b->pool->o.readahead > 0) {
+        int64_t want = (end - 1) / bs + b->pool->o.readahead;
+        if (want >= b->nblocks) want = b->nblocks - 1;
+        q0 = s->ra_upto + 1 > (end - 1) / bs + 1 ? s->ra_upto + 1 : (end - 1) / bs + 1;
+        q1 = want;
+        if (want > s->ra_upto) s->ra_upto = want;
+    }
+    pthread_mutex_unlock(&b->mu);
+    for (int64_t k = q0; k <= q1; k++)
+        if (!b->present[k]) blob_enqueue(b, TASK_PREFETCH, k);
+}
+
+/* ---- the whole-file sha256 check ---- */
+
+static void blob_verify(blob *b)
+{
+    blob_pool *p = b->pool;
+    uint32_t bs = p->o.block_size;
+    unsigned char *buf = malloc(bs);
+    sha256_ctx ctx;
+    int rc = buf ? 0 : -ENOMEM;
+    sha256_init(&ctx);
+    for (int64_t k = 0; rc == 0 && k < b->nblocks; k++) {
+        size_t n = blob_block_len(b, k);
+        rc = cache_block_read(p->o.cache, b->id, bs, k, 0, n, buf);
+        if (rc == 0)
+            sha256_update(&ctx, buf, n);
+        else
+            blob_mark_absent(b, k);
+    }
+    free(buf);
+    char hex[65];
+    sha256_final_hex(&ctx, hex);
+    int ok = rc == 0 && strcmp(hex, b->sha256) == 0;
+    if (rc == 0 && !ok) {
+        log_error("%s: sha256 of the downloaded file is %s, the Hub says %s: dropped", b->what, hex,
+                  b->sha256);
+        cache_file_drop(p->o.cache, b->id, bs);
+        p->sha256_bad++;
+    } else if (ok) {
+        cache_file_set_verified(p->o.cache, b->id, bs);
+        p->sha256_ok++;
+        log_debug("%s: sha256 verified", b->what);
+    }
+    pthread_mutex_lock(&b->mu);
+    if (rc == 0 && !ok) {
+        memset(b->present, 0, (size_t)b->nblocks);
+        b->npresent = 0;
+    }
+    b->verified = ok;
+    b->verifying = 0;
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* ---- workers ---- */
+
+static void *blob_worker(void *arg)
+{
+    blob_pool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (!p->stop && p->qlen == 0)
+            pthread_cond_wait(&p->qcv, &p->mu);
+        if (p->stop) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        task t = p->q[p->qhead];
+        p->qhead = (p->qhead + 1) % BLOB_QUEUE_MAX;
+        p->qlen--;
+        pthread_mutex_unlock(&p->mu);
+        if (t.kind == TASK_VERIFY) {
+            blob_verify(t.b);
+        } else if (!t.b->present[t.idx]) {
+            flight *f;
+            if (blob_get_block(t.b, t.idx, NULL, NULL, &f) == 0) {
+                p->blocks_readahead++;
+                blob_put_block(t.b, f);
+            }
+        }
+        blob_close(t.b);
+    }
+}
+
+int blob_pool_new(const blob_pool_opts *o, blob_pool **out)
+{
+    blob_pool *p = calloc(1, sizeof *p);
+    if (!p) return -ENOMEM;
+    p->o = *o;
+    p->q = calloc(BLOB_QUEUE_MAX, sizeof *p->q);
+    p->nthreads = o->workers > 0 ? o->workers : 1;
+    p->threads = calloc((size_t)p->nthreads, sizeof *p->threads);
+    if (!p->q || !p->threads) {
+        free(p->q);
+        free(p->threads);
+        free(p);
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->qcv, NULL);
+    for (int i = 0; i < p->nthreads; i++) {
+        int rc = pthread_create(&p->threads[i], NULL, blob_worker, p);
+        if (rc != 0) {
+            p->nthreads = i;
+            blob_pool_free(p);
+            return -rc;
+        }
+    }
+    *out = p;
+    return 0;
+}
+
+void blob_pool_free(blob_pool *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->qcv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+    while (p->qlen > 0) {
+        blob *b = p->q[p->qhead].b;
+        p->qhead = (p->qhead + 1) % BLOB_QUEUE_MAX;
+        p->qlen--;
+        blob_close(b);
+    }
+    pthread_cond_destroy(&p->qcv);
+    pthread_mutex_destroy(&p->mu);
+    free(p->q);
+    free(p->threads);
+    free(p);
+}
+
+void blob_pool_get_stats(blob_pool *p, blob_stats *s)
+{
+    s->bytes_network = p->bytes_network;
+    s->bytes_cache = p->bytes_cache;
+    s->bytes_shared = p->bytes_shared;
+    s->blocks_fetched = p->blocks_fetched;
+    s->blocks_cache_hits = p->blocks_cache_hits;
+    s->blocks_readahead = p->blocks_readahead;
+    s->flight_joins = p->flight_joins;
+    s->resolves = p->resolves;
+    s->resolve_retries = p->resolve_retries;
+    s->sha256_ok = p->sha256_ok;
+    s->sha256_bad = p->sha256_bad;
+    s->fetch_errors = p->fetch_errors;
+    s->blobs_open = p->blobs_open;
+}
+
+/* ---- blobs ---- */
+
+static blob *blob_new(blob_pool *p, const blob_desc *d)
+{
+    blob *b = calloc(1, sizeof *b);
+    int64_t bs = p->o.block_size;
+    if (!b) return NULL;
+    b->pool = p;
+    b->refs = 1;
+    snprintf(b->id, sizeof b->id, "%s", d->id);
+    b->size = d->size;
+    b->nblocks = (d->size + bs - 1) / bs;
+    b->is_lfs = d->is_lfs;
+    snprintf(b->sha256, sizeof b->sha256, "%s", d->sha256 ? d->sha256 : "");
+    b->repo = *d->repo;
+    snprintf(b->commit, sizeof b->commit, "%s", d->commit);
+    b->path = strdup(d->path);
+    b->present = calloc((size_t)b->nblocks + 1, 1);
+    if (!b->path || !b->present) {
+        free(b->path);
+        free(b->present);
+        free(b);
+        return NULL;
+    }
+    snprintf(b->what, sizeof b->what, "%s%s@%.12s:%s",
+             d->repo->kind == HUB_DATASET ? "datasets/" : "", d->repo->id, d->commit, d->path);
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    pthread_mutex_init(&b->tmu, NULL);
+    cache_block_scan(p->o.cache, b->id, p->o.block_size, b->nblocks, b->present);
+    for (int64_t k = 0; k < b->nblocks; k++)
+        b->npresent += b->present[k];
+    b->verified = cache_file_is_verified(p->o.cache, b->id, p->o.block_size);
+    cache_pin(p->o.cache, b->id);
+    return b;
+}
+
+int blob_open(blob_pool *p, const blob_desc *d, blob **out)
+{
+    pthread_mutex_lock(&p->mu);
+    blob *b = p->blobs;
+    while (b && (strcmp(b->id, d->id) != 0 || b->size != d->size))
+        b = b->next;
+    if (b) {
+        b->refs++;
+        pthread_mutex_unlock(&p->mu);
+        *out = b;
+        return 0;
+    }
+    pthread_mutex_unlock(&p->mu);
+    blob *nb = blob_new(p, d);
+    if (!nb) return -ENOMEM;
+    pthread_mutex_lock(&p->mu);
+    for (b = p->blobs; b && (strcmp(b->id, d->id) != 0 || b->size != d->size); b = b->next)
+        ;
+    if (b) { /* another thread created it meanwhile */
+        b->refs++;
+    } else {
+        nb->next = p->blobs;
+        p->blobs = b = nb;
+        nb = NULL;
+        p->blobs_open++;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (nb) blob_close(nb);
+    pthread_mutex_lock(&b->mu);
+    int verify =
+        b->is_lfs && b->nblocks > 0 && b->npresent == b->nblocks && !b->verified && !b->verifying;
+    if (verify) b->verifying = 1;
+    pthread_mutex_unlock(&b->mu);
+    if (verify) blob_enqueue(b, TASK_VERIFY, 0);
+    *out = b;
+    return 0;
+}
+
+void blob_close(blob *b)
+{
+    blob_pool *p = b->pool;
+    pthread_mutex_lock(&p->mu);
+    int last = --b->refs == 0;
+    if (last) {
+        for (blob **pp = &p->blobs; *pp; pp = &(*pp)->next)
+            if (*pp == b) {
+                *pp = b->next;
+                p->blobs_open--;
+                break;
+            }
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (!last) return;
+    cache_unpin(p->o.cache, b->id);
+    free(b->target);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->tmu);
+    free(b->present);
+    free(b->path);
+    free(b);
+}
+
+long blob_read(blob *b, int64_t off, size_t len, void *dst, int (*cancelled)(void *), void *arg)
+{
+    blob_pool *p = b->pool;
+    int64_t bs = p->o.block_size;
+    if (off < 0) return -EINVAL;
+    if (off >= b->size || len == 0) return 0;
+    if ((int64_t)len > b->size - off) len = (size_t)(b->size - off);
+    blob_readahead(b, off, len);
+    size_t done = 0;
+    while (done < len) {
+        int64_t pos = off + (int64_t)done, idx = pos / bs;
+        size_t in = (size_t)(pos - idx * bs), n = (size_t)bs - in;
+        if (n > len - done) n = len - done;
+        unsigned char *d = (unsigned char *)dst + done;
+        int rc = -ENOENT;
+        if (b->present[idx]) {
+            rc = cache_block_read(p->o.cache, b->id, (uint32_t)bs, idx, in, n, d);
+            if (rc == 0)
+                p->bytes_cache += (int64_t)n;
+            else
+                blob_mark_absent(b, idx);
+        }
+        if (rc < 0) {
+            flight *f;
+            rc = blob_get_block(b, idx, cancelled, arg, &f);
+            if (rc < 0) return rc;
+            memcpy(d, f->buf + in, n);
+            p->bytes_shared += (int64_t)n;
+            blob_put_block(b, f);
+        }
+        done += n;
+    }
+    return (long)len;
+}

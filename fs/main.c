@@ -1,0 +1,455 @@
+/* main.c — the hfmount executable: options, environment, mounting, daemonizing, the
+ * multi-threaded session loop and an orderly teardown. All state lives in main()'s frame. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blob.h"
+#include "cache.h"
+#include "http.h"
+#include "log.h"
+#include "vfs.h"
+
+typedef struct options {
+    const char *mountpoint;
+    int foreground, debug, offline;
+    char fuse_opts[4096];
+    const char *endpoint, *cache_dir, *token_file, *rate;
+    int64_t revalidate_s, block_size, cache_max;
+    double max_wait_s;
+    int readahead;
+    enum log_level level;
+} options;
+
+static void usage(FILE *f)
+{
+    fprintf(
+        f,
+        "usage: hfmount [options] MOUNTPOINT\n"
+        "\n"
+        "Mount the Hugging Face Hub as a read-only file system: MOUNTPOINT/ORG/REPO is a model\n"
+        "repo at its default branch, ORG/REPO@REV a branch, tag or commit (a REV with '/' is\n"
+        "written percent-encoded: refs%%2Fpr%%2F1), datasets/ORG/NAME a dataset. Files are\n"
+        "fetched lazily in blocks into a verified cache. Daemonizes once the mount is ready.\n"
+        "\n"
+        "options:\n"
+        "  -f                     stay in the foreground (log to stderr)\n"
+        "  -d                     debug: foreground, FUSE request tracing, --log-level debug\n"
+        "  -o OPT[,OPT...]        FUSE mount options (allow_other, ro, ...); always read-only\n"
+        "  --endpoint URL         the Hub (default $HF_ENDPOINT or https://huggingface.co)\n"
+        "  --cache-dir DIR        block cache and metadata (default $XDG_CACHE_HOME/hfmount\n"
+        "                         or ~/.cache/hfmount)\n"
+        "  --token-file FILE      token file (default: $HF_TOKEN, else $HF_TOKEN_PATH, else\n"
+        "                         $HF_HOME/token)\n"
+        "  --offline              no network at all; serve what is cached (or HF_HUB_OFFLINE=1)\n"
+        "  --revalidate SECONDS   recheck a branch's commit at most this often (default 3600)\n"
+        "  --block-size SIZE      fetch and cache unit, e.g. 4M (default 4M, 64K..64M)\n"
+        "  --cache-max SIZE       bound the cache's disk use, LRU (e.g. 50G; default none)\n"
+        "  --max-wait SECONDS     longest a read waits out rate limits and retries (1800)\n"
+        "  --rate api=N/S,resolvers=N/S\n"
+        "                         client-side request budgets (default: the Hub's quotas)\n"
+        "  --readahead N          blocks fetched ahead of a sequential reader (default 8)\n"
+        "  --log-level LEVEL      error, warn, info (default) or debug\n"
+        "  -h, --help             this text\n"
+        "  -V, --version          the version\n"
+        "\n"
+        "environment: HF_ENDPOINT, HF_TOKEN, HF_TOKEN_PATH, HF_HOME, HF_HUB_CACHE (files\n"
+        "already there are served without requests), HF_HUB_OFFLINE, XDG_CACHE_HOME.\n"
+        "MOUNTPOINT/.hfmount/stats shows requests, bytes and cache hits as JSON.\n"
+        "Unmount with: fusermount3 -u MOUNTPOINT\n");
+}
+
+/* "4M", "512K", "1G", "4MiB", "123" → bytes; -1 when malformed. */
+static int64_t parse_size(const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0) return -1;
+    int64_t mul = 1;
+    switch (toupper((unsigned char)*end)) {
+    case 0:
+        break;
+    case 'K':
+        mul = 1LL << 10;
+        end++;
+        break;
+    case 'M':
+        mul = 1LL << 20;
+        end++;
+        break;
+    case 'G':
+        mul = 1LL << 30;
+        end++;
+        break;
+    case 'T':
+        mul = 1LL << 40;
+        end++;
+        break;
+    default:
+        return -1;
+    }
+    if (*end && strcasecmp(end, "iB") != 0 && strcasecmp(end, "B") != 0) return -1;
+    return (int64_t)(v * (double)mul);
+}
+
+static int parse_seconds(const char *s, const char *opt, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || v < 0) {
+        fprintf(stderr, "hfmount: %s wants a number of seconds, not \"%s\"\n", opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int env_true(const char *name)
+{
+    const char *v = getenv(name);
+    return v && (!strcasecmp(v, "1") || !strcasecmp(v, "on") || !strcasecmp(v, "yes") ||
+                 !strcasecmp(v, "true"));
+}
+
+/* $XDG_CACHE_HOME/sub, else ~/.cache/sub. */
+static void default_cache_path(char *buf, size_t cap, const char *sub)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg)
+        snprintf(buf, cap, "%s/%s", xdg, sub);
+    else
+        snprintf(buf, cap, "%s/.cache/%s", home && *home ? home : "/tmp", sub);
+}
+
+static int add_fuse_opt(options *o, const char *opt)
+{
+    size_t n = strlen(o->fuse_opts);
+    if (n + strlen(opt) + 2 >= sizeof o->fuse_opts) {
+        fprintf(stderr, "hfmount: -o options too long\n");
+        return -1;
+    }
+    snprintf(o->fuse_opts + n, sizeof o->fuse_opts - n, ",%s", opt);
+    return 0;
+}
+
+enum {
+    OPT_ENDPOINT = 256,
+    OPT_CACHE_DIR,
+    OPT_TOKEN_FILE,
+    OPT_OFFLINE,
+    OPT_REVALIDATE,
+    OPT_BLOCK_SIZE,
+    OPT_CACHE_MAX,
+    OPT_MAX_WAIT,
+    OPT_RATE,
+    OPT_READAHEAD,
+    OPT_LOG_LEVEL
+};
+
+static int parse_level(const char *s, enum log_level *out)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (strcasecmp(s, names[i]) == 0) {
+            *out = (enum log_level)i;
+            return 0;
+        }
+    fprintf(stderr, "hfmount: --log-level wants error, warn, info or debug, not \"%s\"\n", s);
+    return -1;
+}
+
+/* 0 ok, 1 exit successfully (help/version), -1 error (already reported). */
+static int parse_args(int argc, char **argv, options *o)
+{
+    static const struct option longs[] = {{"endpoint", required_argument, 0, OPT_ENDPOINT},
+                                          {"cache-dir", required_argument, 0, OPT_CACHE_DIR},
+                                          {"token-file", required_argument, 0, OPT_TOKEN_FILE},
+                                          {"offline", no_argument, 0, OPT_OFFLINE},
+                                          {"revalidate", required_argument, 0, OPT_REVALIDATE},
+                                          {"block-size", required_argument, 0, OPT_BLOCK_SIZE},
+                                          {"cache-max", required_argument, 0, OPT_CACHE_MAX},
+                                          {"max-wait", required_argument, 0, OPT_MAX_WAIT},
+                                          {"rate", required_argument, 0, OPT_RATE},
+                                          {"readahead", required_argument, 0, OPT_READAHEAD},
+                                          {"log-level", required_argument, 0, OPT_LOG_LEVEL},
+                                          {"help", no_argument, 0, 'h'},
+                                          {"version", no_argument, 0, 'V'},
+                                          {0, 0, 0, 0}};
+    double d;
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "fdo:hV", longs, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            o->foreground = 1;
+            break;
+        case 'd':
+            o->debug = o->foreground = 1;
+            o->level = LOG_LVL_DEBUG;
+            break;
+        case 'o':
+            if (add_fuse_opt(o, optarg) < 0) return -1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 1;
+        case 'V':
+            printf("hfmount %s\n", HF_VERSION);
+            return 1;
+        case OPT_ENDPOINT:
+            o->endpoint = optarg;
+            break;
+        case OPT_CACHE_DIR:
+            o->cache_dir = optarg;
+            break;
+        case OPT_TOKEN_FILE:
+            o->token_file = optarg;
+            break;
+        case OPT_OFFLINE:
+            o->offline = 1;
+            break;
+        case OPT_RATE:
+            o->rate = optarg;
+            break;
+        case OPT_REVALIDATE:
+            if (parse_seconds(optarg, "--revalidate", &d) < 0) return -1;
+            o->revalidate_s = (int64_t)d;
+            break;
+        case OPT_MAX_WAIT:
+            if (parse_seconds(optarg, "--max-wait", &o->max_wait_s) < 0) return -1;
+            break;
+        case OPT_BLOCK_SIZE:
+            o->block_size = parse_size(optarg);
+            if (o->block_size < (64 << 10) || o->block_size > (64 << 20) || o->block_size % 4096) {
+                fprintf(stderr, "hfmount: --block-size \"%s\": want 64K..64M, a multiple of 4K\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        case OPT_CACHE_MAX:
+            o->cache_max = parse_size(optarg);
+            if (o->cache_max < 0) {
+                fprintf(stderr, "hfmount: --cache-max \"%s\" is not a size (e.g. 50G)\n", optarg);
+                return -1;
+            }
+            break;
+        case OPT_READAHEAD:
+            o->readahead = (int)strtol(optarg, &end, 10);
+            if (*end || end == optarg || o->readahead < 0 || o->readahead > 256) {
+                fprintf(stderr, "hfmount: --readahead \"%s\": want 0..256 blocks\n", optarg);
+                return -1;
+            }
+            break;
+        case OPT_LOG_LEVEL:
+            if (parse_level(optarg, &o->level) < 0) return -1;
+            break;
+        default:
+            fprintf(stderr, "Try 'hfmount --help'.\n");
+            return -1;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "hfmount: %s\nTry 'hfmount --help'.\n",
+                optind >= argc ? "missing MOUNTPOINT" : "exactly one MOUNTPOINT expected");
+        return -1;
+    }
+    o->mountpoint = argv[optind];
+    return 0;
+}
+
+/* The token: --token-file, else HF_TOKEN, else HF_TOKEN_PATH, else $HF_HOME/token. */
+static char *read_token(const options *o, const char *hf_home)
+{
+    const char *env = getenv("HF_TOKEN");
+    char path[PATH_MAX];
+    if (!o->token_file && env && *env) return strdup(env);
+    if (o->token_file)
+        snprintf(path, sizeof path, "%s", o->token_file);
+    else if (getenv("HF_TOKEN_PATH"))
+        snprintf(path, sizeof path, "%s", getenv("HF_TOKEN_PATH"));
+    else if (snprintf(path, sizeof path, "%s/token", hf_home) >= (int)sizeof path)
+        return NULL;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (o->token_file)
+            fprintf(stderr, "hfmount: cannot read --token-file %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char buf[1024] = {0};
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    while (n > 0 && isspace((unsigned char)buf[n - 1]))
+        buf[--n] = 0;
+    char *s = buf;
+    while (isspace((unsigned char)*s))
+        s++;
+    return *s ? strdup(s) : NULL;
+}
+
+static int mkdirs(const char *path)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0755) < 0 && errno != EEXIST) return -errno;
+        *s = '/';
+    }
+    if (mkdir(p, 0755) < 0 && errno != EEXIST) return -errno;
+    return 0;
+}
+
+/* The daemon proper, once mounted: network client, fetcher, the loop. */
+static int serve(struct fuse_session *se, vfs *v, cache *c, const options *o, const char *endpoint,
+                 const char *token, const char *cache_dir)
+{
+    http_opts ho = {.endpoint = endpoint,
+                    .token = token,
+                    .rate = o->rate,
+                    .state_dir = cache_dir,
+                    .connect_timeout_s = 10,
+                    .stall_timeout_s = 30,
+                    .deadline_s = 600,
+                    .max_wait_s = o->max_wait_s,
+                    .offline = o->offline};
+    http_client *http = NULL;
+    blob_pool *blobs = NULL;
+    int rc = http_client_new(&ho, &http);
+    if (rc < 0) {
+        log_error("cannot start the HTTP client: %s", strerror(-rc));
+        return 1;
+    }
+    blob_pool_opts bo = {.http = http,
+                         .cache = c,
+                         .endpoint = endpoint,
+                         .block_size = (uint32_t)o->block_size,
+                         .readahead = o->readahead,
+                         .workers = o->readahead < 4 ? 4 : (o->readahead > 16 ? 16 : o->readahead)};
+    rc = blob_pool_new(&bo, &blobs);
+    if (rc < 0) {
+        log_error("cannot start the block fetcher: %s", strerror(-rc));
+        http_client_free(http);
+        return 1;
+    }
+    vfs_attach(v, http, blobs);
+    log_info("serving %s on %s (cache %s, block size %lld%s)", endpoint, o->mountpoint, cache_dir,
+             (long long)o->block_size, o->offline ? ", offline" : "");
+    struct fuse_loop_config *lc = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_max_threads(lc, 64);
+    fuse_loop_cfg_set_idle_threads(lc, 8);
+    rc = fuse_session_loop_mt(se, lc);
+    fuse_loop_cfg_destroy(lc);
+    vfs_attach(v, NULL, NULL);
+    blob_pool_free(blobs);
+    http_client_free(http);
+    return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    options o = {.revalidate_s = 3600,
+                 .block_size = 4 << 20,
+                 .max_wait_s = 1800,
+                 .readahead = 8,
+                 .level = LOG_LVL_INFO};
+    int pr = parse_args(argc, argv, &o);
+    if (pr != 0) return pr > 0 ? 0 : 2;
+    log_setup(0, o.level);
+    if (env_true("HF_HUB_OFFLINE")) o.offline = 1;
+
+    char endpoint[2048], cache_dir[PATH_MAX], hf_home[PATH_MAX], hubcache[PATH_MAX];
+    snprintf(endpoint, sizeof endpoint, "%s",
+             o.endpoint
+                 ? o.endpoint
+                 : (getenv("HF_ENDPOINT") && *getenv("HF_ENDPOINT") ? getenv("HF_ENDPOINT")
+                                                                    : "https://huggingface.co"));
+    for (size_t n = strlen(endpoint); n > 0 && endpoint[n - 1] == '/'; n--)
+        endpoint[n - 1] = 0;
+    if (strncmp(endpoint, "http://", 7) != 0 && strncmp(endpoint, "https://", 8) != 0) {
+        fprintf(stderr, "hfmount: endpoint \"%s\" must start with http:// or https://\n", endpoint);
+        return 2;
+    }
+    if (getenv("HF_HOME") && *getenv("HF_HOME"))
+        snprintf(hf_home, sizeof hf_home, "%s", getenv("HF_HOME"));
+    else
+        default_cache_path(hf_home, sizeof hf_home, "huggingface");
+    if (getenv("HF_HUB_CACHE") && *getenv("HF_HUB_CACHE"))
+        snprintf(hubcache, sizeof hubcache, "%s", getenv("HF_HUB_CACHE"));
+    else if (snprintf(hubcache, sizeof hubcache, "%s/hub", hf_home) >= (int)sizeof hubcache)
+        hubcache[0] = 0;
+    if (o.cache_dir)
+        snprintf(cache_dir, sizeof cache_dir, "%s", o.cache_dir);
+    else
+        default_cache_path(cache_dir, sizeof cache_dir, "hfmount");
+    int rc = mkdirs(cache_dir);
+    char real[PATH_MAX];
+    if (rc < 0 || !realpath(cache_dir, real)) {
+        fprintf(stderr, "hfmount: cannot create the cache directory %s: %s\n", cache_dir,
+                strerror(rc < 0 ? -rc : errno));
+        return 1;
+    }
+    snprintf(cache_dir, sizeof cache_dir, "%s", real); /* the daemon runs in / */
+    struct stat st;
+    if (stat(o.mountpoint, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "hfmount: mount point %s is not a directory\n", o.mountpoint);
+        return 1;
+    }
+    char *token = read_token(&o, hf_home);
+    if (o.token_file && !token) return 1;
+
+    cache *c = NULL;
+    vfs *v = NULL;
+    if (cache_open(cache_dir, o.cache_max, &c) < 0 ||
+        vfs_new(&(vfs_opts){.cache = c,
+                            .endpoint = endpoint,
+                            .hubcache = hubcache,
+                            .offline = o.offline,
+                            .revalidate_s = o.revalidate_s},
+                &v) < 0) {
+        fprintf(stderr, "hfmount: cannot open the cache %s\n", cache_dir);
+        cache_close(c);
+        free(token);
+        return 1;
+    }
+    char fopts[4200];
+    snprintf(fopts, sizeof fopts, "ro,default_permissions,fsname=hfmount,subtype=hfmount%s",
+             o.fuse_opts);
+    char *fargv[] = {argv[0], "-o", fopts, o.debug ? "-d" : NULL, NULL};
+    struct fuse_args args = FUSE_ARGS_INIT(o.debug ? 4 : 3, fargv);
+    struct fuse_session *se = fuse_session_new(&args, vfs_ops(), sizeof *vfs_ops(), v);
+    rc = 1;
+    if (!se) {
+        fprintf(stderr, "hfmount: bad FUSE options \"%s\"\n", o.fuse_opts);
+    } else if (fuse_set_signal_handlers(se) != 0) {
+        fuse_session_destroy(se);
+    } else if (fuse_session_mount(se, o.mountpoint) != 0) {
+        fprintf(stderr,
+                "hfmount: cannot mount on %s (is it already mounted? is /dev/fuse "
+                "usable? see fusermount3)\n",
+                o.mountpoint);
+        fuse_remove_signal_handlers(se);
+        fuse_session_destroy(se);
+    } else {
+        /* The mount exists now; the parent returns 0 once the child is detached. */
+        fuse_daemonize(o.foreground);
+        if (!o.foreground) log_setup(1, o.level);
+        rc = serve(se, v, c, &o, endpoint, token, cache_dir);
+        fuse_session_unmount(se);
+        fuse_remove_signal_handlers(se);
+        fuse_session_destroy(se);
+    }
+    fuse_opt_free_args(&args);
+    vfs_free(v);
+    cache_close(c);
+    free(token);
+    return rc;
+}

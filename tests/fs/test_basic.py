@@ -1,0 +1,130 @@
+"""hfmount end to end on the bundled sample: listing, byte-identical reads and mmap through the
+block cache, read-only semantics, the stats file, and what it costs in requests."""
+import errno
+import json
+import mmap
+import os
+import subprocess
+
+import fstest
+
+
+class Basic(fstest.FsTest):
+    def setUp(self):
+        super().setUp()
+        self.root, self.src = self.sample_repo()
+        self.h = self.hub(self.root, "--lfs-threshold", "100000")
+        self.m = self.mount(self.h.url)
+        self.repo = self.m.path("demo", "stories260K")
+
+    def test_listing_and_sizes(self):
+        names = sorted(os.listdir(self.repo))
+        self.assertEqual(names, sorted(os.listdir(self.src)))
+        for n in names:
+            st = os.stat(os.path.join(self.repo, n))
+            self.assertEqual(st.st_size, os.path.getsize(os.path.join(self.src, n)), n)
+            self.assertEqual(st.st_mode & 0o777, 0o444, n)
+        self.assertEqual(os.stat(self.repo).st_mode & 0o777, 0o555)
+        self.assertIn("demo", os.listdir(self.m.mnt))
+        self.assertIn("stories260K", os.listdir(self.m.path("demo")))
+
+    def test_bytes_identical(self):
+        self.assertTreesEqual(self.src, self.repo)
+
+    def test_mmap_shared_and_private(self):
+        want = open(os.path.join(self.src, "model.safetensors"), "rb").read()
+        for flags in (mmap.MAP_SHARED, mmap.MAP_PRIVATE):
+            with open(os.path.join(self.repo, "model.safetensors"), "rb") as f:
+                m = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+                self.assertEqual(len(m), len(want))
+                # touch the pages out of order, then compare everything
+                for off in (len(want) - 1, 0, len(want) // 2, 4096 * 3 + 17):
+                    self.assertEqual(m[off], want[off])
+                self.assertEqual(m[:], want)
+                m.close()
+
+    def test_read_only(self):
+        p = os.path.join(self.repo, "config.json")
+        for flags in (os.O_WRONLY, os.O_RDWR, os.O_WRONLY | os.O_TRUNC):
+            with self.assertRaises(OSError) as cm:
+                os.open(p, flags)
+            self.assertEqual(cm.exception.errno, errno.EROFS)
+        for op in (lambda: os.open(os.path.join(self.repo, "new"), os.O_CREAT | os.O_WRONLY),
+                   lambda: os.mkdir(os.path.join(self.repo, "d")),
+                   lambda: os.unlink(p),
+                   lambda: os.rename(p, p + ".x"),
+                   lambda: os.chmod(p, 0o644)):
+            with self.assertRaises(OSError) as cm:
+                op()
+            self.assertEqual(cm.exception.errno, errno.EROFS)
+
+    def test_missing_names(self):
+        with self.assertRaises(FileNotFoundError):
+            os.stat(os.path.join(self.repo, "nope.json"))
+        with self.assertRaises(FileNotFoundError):
+            os.stat(self.m.path("demo", "no-such-repo"))
+        with self.assertRaises(FileNotFoundError):
+            os.stat(self.m.path("demo", "..bad"))
+
+    def test_requests(self):
+        # first full read: 2 API calls for the repo, then one resolve per file, no more
+        for n in os.listdir(self.repo):
+            open(os.path.join(self.repo, n), "rb").read()
+        log = self.h.requests()
+        api = [r for r in log if r["bucket"] == "api"]
+        resolves = [r for r in log if r["bucket"] == "resolvers"]
+        self.assertLessEqual(len(api), 2, api)
+        files = sorted(os.listdir(self.src))
+        self.assertEqual(sorted(r["path"].rsplit("/", 1)[1] for r in resolves), files)
+        self.assertTrue(all(not r["auth"] for r in log if r["listener"] == "cdn"))
+        n = len(log)
+        # a second read of everything (new opens, page cache dropped) costs zero requests
+        subprocess.run(["sh", "-c", "echo 1 > /proc/sys/vm/drop_caches"], stderr=subprocess.DEVNULL)
+        self.assertTreesEqual(self.src, self.repo)
+        # 50 probes of names not in the tree cost zero requests
+        for i in range(50):
+            with self.assertRaises(FileNotFoundError):
+                os.stat(os.path.join(self.repo, "probe-%d.bin" % i))
+        self.assertEqual(self.h.requests(since=n), [])
+
+    def test_stats(self):
+        open(os.path.join(self.repo, "model.safetensors"), "rb").read()
+        s = self.m.stats()
+        self.assertGreaterEqual(s["blocks"]["bytes_network"], 1176152)
+        self.assertEqual(s["blocks"]["resolves"], 1)
+        self.assertIn("api", s["http"]["buckets"])
+        self.assertGreaterEqual(s["http"]["buckets"]["api"]["requests"], 2)
+        self.assertGreaterEqual(s["fs"]["bytes_read"], 1176152)
+
+
+class Daemon(fstest.FsTest):
+    def test_daemonizes_when_ready(self):
+        root, src = self.sample_repo()
+        h = self.hub(root)
+        mnt = os.path.join(self.tmp, "mnt")
+        os.mkdir(mnt)
+        env = dict(os.environ, HF_HOME=os.path.join(self.tmp, "hf"))
+        r = subprocess.run([fstest.HFMOUNT, "--endpoint", h.url, "--cache-dir",
+                            os.path.join(self.tmp, "cache"), mnt], env=env, timeout=30)
+        self.addCleanup(subprocess.run, ["fusermount3", "-u", mnt])
+        self.assertEqual(r.returncode, 0)
+        self.assertTrue(os.path.ismount(mnt))
+        self.assertEqual(open(os.path.join(mnt, "demo/stories260K/config.json"), "rb").read(),
+                         open(os.path.join(src, "config.json"), "rb").read())
+
+    def test_bad_usage(self):
+        for args in ([], ["--block-size", "3"], ["--log-level", "loud", "/tmp"],
+                     ["--endpoint", "ftp://x", self.tmp], [os.path.join(self.tmp, "absent")]):
+            r = subprocess.run([fstest.HFMOUNT, *args], capture_output=True, text=True, timeout=10)
+            self.assertNotEqual(r.returncode, 0, args)
+            self.assertIn("hfmount", r.stderr, args)
+        r = subprocess.run([fstest.HFMOUNT, "--help"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0)
+        for opt in ("--endpoint", "--cache-dir", "--token-file", "--offline", "--revalidate",
+                    "--block-size", "--cache-max", "--max-wait", "--rate", "--readahead",
+                    "--log-level", "-o", "-f", "-d"):
+            self.assertIn(opt, r.stdout)
+
+
+if __name__ == "__main__":
+    fstest.main()
