@@ -37,10 +37,11 @@
 typedef struct rl_bucket {
     long quota; /* per window, from the server's policy or the documented default */
     double window_s;
-    double win_end;      /* end of the current window */
-    int win_from_server; /* win_end came from a RateLimit t= */
-    long left;           /* requests we may still send in this window */
-    long inflight;       /* taken, not yet reported (all processes) */
+    double win_end; /* end of the current window */
+    int aligned;    /* win_end derives from a RateLimit t= (whole seconds: add a margin) */
+    int reported;   /* a RateLimit header was heard in this window */
+    long left;      /* requests we may still send in this window */
+    long inflight;  /* taken, not yet reported (all processes) */
     long window_requests;
     long remaining;   /* last r= heard */
     double next_send; /* spacing when little is left */
@@ -156,7 +157,7 @@ int rl_parse_rate(const char *rate, long q[RL_NBUCKETS], double w[RL_NBUCKETS])
         double s = strtod(ws, &end);
         if (end == ws || !(s > 0) || s > 86400) goto bad;
         q[idx] = n, w[idx] = s;
-        if (*end == ',')
+        if (*end == ',' && end[1])
             end++;
         else if (*end)
             goto bad;
@@ -226,6 +227,16 @@ int rl_open(const char *state_dir, const char *rate, rl_state **out)
         free(rl);
         return rc;
     }
+    rl_lock(rl);
+    for (int i = 0; i < RL_NBUCKETS; i++) {
+        rl_bucket *b = &rl->sh->b[i];
+        /* --rate gives a window of its own until the server announces one */
+        if (rl->user_q[i] >= 0 && b->win_end == 0 && !b->reported) {
+            b->quota = rl->user_q[i];
+            b->window_s = rl->user_w[i];
+        }
+    }
+    rl_unlock(rl);
     *out = rl;
     return 0;
 }
@@ -291,14 +302,22 @@ void rl_parse_retry_after(const char *value, double now, rl_headers *h)
 
 /* --- the budget --- */
 
+/* When the current window is over for us: a server-announced reset is whole seconds, so we
+ * keep a margin after it; a window we timed ourselves ends when it ends. */
+static double rl_window_end(const rl_bucket *b)
+{
+    return b->win_end + (b->aligned ? RL_RESET_MARGIN_S : 0);
+}
+
 /* Start a new window when the current one is over. Fixed windows are contiguous, so once the
  * server told us one reset the next window ends one window later. */
 static void rl_roll(rl_state *rl, int i, rl_bucket *b, double now)
 {
-    if (now < b->win_end + RL_RESET_MARGIN_S) return;
+    if (now < rl_window_end(b)) return;
     double next = b->win_end + b->window_s;
-    b->win_end = b->win_from_server && now < next ? next : now + b->window_s;
-    b->win_from_server = 0;
+    b->aligned = b->aligned && now < next;
+    b->win_end = b->aligned ? next : now + b->window_s;
+    b->reported = 0;
     b->left = rl_effective_quota(rl, i, b);
     b->window_requests = 0;
     b->next_send = 0;
@@ -312,12 +331,12 @@ static double rl_try_take(rl_state *rl, int i, double now)
     long q = rl_effective_quota(rl, i, b);
     if (q > 0) {
         rl_roll(rl, i, b, now);
-        if (b->left <= 0) return b->win_end + RL_RESET_MARGIN_S - now;
+        if (b->left <= 0) return rl_window_end(b) - now;
         long reserve = q / RL_RESERVE_DIV;
         if (b->left <= reserve && b->next_send > now) return b->next_send - now;
         b->left--;
         if (b->left < reserve)
-            b->next_send = now + (b->win_end + RL_RESET_MARGIN_S - now) / (double)(b->left + 1);
+            b->next_send = now + (rl_window_end(b) - now) / (double)(b->left + 1);
     }
     b->window_requests++;
     if (b->inflight < 100000) b->inflight++;
@@ -345,6 +364,34 @@ int rl_take(rl_state *rl, int bucket, double deadline, int (*cancelled)(void *),
     }
 }
 
+/* Adopt one answer's `RateLimit: r=...;t=...` (reset as a time; a hostile t= was already cut
+ * to one window). Our count of what is left may only go down within a window: requests of
+ * ours still in flight are not in the server's r yet, other clients' requests are. */
+static void rl_adopt(rl_state *rl, int i, rl_bucket *b, long r, double reset)
+{
+    int later = reset > b->win_end + RL_SAME_WINDOW_S;
+    int close = fabs(reset - b->win_end) <= RL_SAME_WINDOW_S;
+    long q = rl_effective_quota(rl, i, b);
+    b->remaining = r;
+    if (b->reported || b->aligned ? later : 0) {
+        /* the server already is in a later window than ours: its count, minus what is still
+         * in flight (it may not have counted those yet) */
+        long left = r - b->inflight;
+        b->left = left < 0 ? 0 : (q > 0 && left > q ? q : left);
+        b->window_requests = q > r ? q - r : 0;
+    } else if (!b->reported && (close || !b->aligned)) {
+        /* first word on a window we timed ourselves: assume our requests so far are in it */
+        long left = q - b->window_requests;
+        b->left = left < r ? (left < 0 ? 0 : left) : r;
+    } else if (close) {
+        if (b->left > r) b->left = r;
+    } else {
+        return; /* a late answer from an earlier window: its count is stale */
+    }
+    b->win_end = reset;
+    b->aligned = b->reported = 1;
+}
+
 void rl_report(rl_state *rl, int bucket, const rl_headers *h)
 {
     if (bucket < 0 || bucket >= RL_NBUCKETS) return;
@@ -356,31 +403,9 @@ void rl_report(rl_state *rl, int bucket, const rl_headers *h)
         b->quota = h->quota;
         b->window_s = h->window_s;
     }
-    if (h && h->remaining >= 0 && h->reset_s >= 0) {
-        double t = h->reset_s < b->window_s ? h->reset_s : b->window_s; /* hostile t= */
-        double reset = now + t;
-        b->remaining = h->remaining;
-        if (!b->win_from_server && reset < b->win_end - RL_SAME_WINDOW_S && b->win_end > now) {
-            /* our guess ran long: the server's window ends first */
-            b->win_end = reset;
-            b->win_from_server = 1;
-            if (b->left > h->remaining) b->left = h->remaining;
-        } else if (reset > b->win_end + RL_SAME_WINDOW_S) {
-            /* the server is in a later window than ours: take its count, minus what is still
-             * in flight (it may not have counted those yet) */
-            long left = h->remaining - b->inflight;
-            long q = rl_effective_quota(rl, bucket, b);
-            b->left = left < 0 ? 0 : (q > 0 && left > q ? q : left);
-            b->win_end = reset;
-            b->win_from_server = 1;
-            b->window_requests = q > h->remaining ? q - h->remaining : 0;
-        } else if (reset >= b->win_end - RL_SAME_WINDOW_S) {
-            /* same window: never count upwards, others may be spending the same budget */
-            if (b->left > h->remaining) b->left = h->remaining;
-            b->win_end = reset;
-            b->win_from_server = 1;
-        } /* else: a late answer from an earlier window; its count is stale */
-    }
+    if (h && h->remaining >= 0 && h->reset_s >= 0)
+        rl_adopt(rl, bucket, b, h->remaining,
+                 now + (h->reset_s < b->window_s ? h->reset_s : b->window_s));
     rl_unlock(rl);
 }
 
@@ -395,7 +420,7 @@ void rl_success(rl_state *rl, int bucket)
 /* The wait a 429 asks for, clamped; why gets the reason for the log line. */
 static double rl_429_wait(rl_bucket *b, const rl_headers *h, char *why, size_t cap, int *clamped)
 {
-    double max = b->window_s > RL_BACKOFF_CAP_S ? b->window_s : RL_BACKOFF_CAP_S;
+    double max = b->window_s; /* a fixed window resets within one window length */
     double w;
     *clamped = 0;
     if (h && h->reset_s >= 0) {
@@ -440,7 +465,12 @@ double rl_pause(rl_state *rl, int bucket, const rl_headers *h)
     b->left = 0; /* the server says the window is spent, whatever we counted */
     if (h && h->reset_s >= 0 && h->reset_s <= b->window_s) {
         b->win_end = now + h->reset_s;
-        b->win_from_server = 1;
+        b->aligned = b->reported = 1;
+    } else {
+        /* no reset time: the window is over for us when the pause is (Retry-After, or the
+         * backoff, says when to try again; our own guess of the window does not) */
+        b->win_end = b->paused_until;
+        b->aligned = 0;
     }
     until = b->paused_until;
     rl_unlock(rl);
@@ -464,7 +494,7 @@ void rl_stats(rl_state *rl, int bucket, rl_bucket_stats *out)
     double now = rl_now();
     out->quota = rl_effective_quota(rl, bucket, b);
     out->window_s = b->window_s;
-    out->window_requests = now < b->win_end + RL_RESET_MARGIN_S ? b->window_requests : 0;
+    out->window_requests = now < rl_window_end(b) ? b->window_requests : 0;
     out->remaining = b->remaining;
     out->n429 = b->n429;
     out->paused_s = b->paused_s;
