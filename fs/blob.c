@@ -49,7 +49,7 @@ struct blob {
     pthread_mutex_t mu; /* flights, present, streams */
     pthread_cond_t cv;
     flight *flights;
-    unsigned char *present;
+    _Atomic unsigned char *present; /* read without mu by readers; written under mu */
     int64_t npresent;
     int verified, verifying;
     stream streams[BLOB_STREAMS];
@@ -82,6 +82,8 @@ struct blob_pool {
         blocks_readahead, flight_joins, resolves, resolve_retries, sha256_ok, sha256_bad,
         fetch_errors, blobs_open;
 };
+
+static void blob_unref(blob *b);
 
 /* ---- the task queue ---- */
 
@@ -428,7 +430,8 @@ static void blob_verify(blob *b)
     }
     pthread_mutex_lock(&b->mu);
     if (rc == 0 && !ok) {
-        memset(b->present, 0, (size_t)b->nblocks);
+        for (int64_t k = 0; k < b->nblocks; k++)
+            b->present[k] = 0;
         b->npresent = 0;
     }
     b->verified = ok;
@@ -462,7 +465,7 @@ static void *blob_worker(void *arg)
                 blob_put_block(t.b, f);
             }
         }
-        blob_close(t.b);
+        blob_unref(t.b);
     }
 }
 
@@ -507,7 +510,7 @@ void blob_pool_free(blob_pool *p)
         blob *b = p->q[p->qhead].b;
         p->qhead = (p->qhead + 1) % BLOB_QUEUE_MAX;
         p->qlen--;
-        blob_close(b);
+        blob_unref(b);
     }
     pthread_cond_destroy(&p->qcv);
     pthread_mutex_destroy(&p->mu);
@@ -553,7 +556,7 @@ static blob *blob_new(blob_pool *p, const blob_desc *d)
     b->present = calloc((size_t)b->nblocks + 1, 1);
     if (!b->path || !b->present) {
         free(b->path);
-        free(b->present);
+        free((void *)b->present);
         free(b);
         return NULL;
     }
@@ -562,11 +565,14 @@ static blob *blob_new(blob_pool *p, const blob_desc *d)
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv, NULL);
     pthread_mutex_init(&b->tmu, NULL);
-    cache_block_scan(p->o.cache, b->id, p->o.block_size, b->nblocks, b->present);
-    for (int64_t k = 0; k < b->nblocks; k++)
-        b->npresent += b->present[k];
+    unsigned char *scan = calloc((size_t)b->nblocks + 1, 1);
+    if (scan) cache_block_scan(p->o.cache, b->id, p->o.block_size, b->nblocks, scan);
+    for (int64_t k = 0; scan && k < b->nblocks; k++) {
+        b->present[k] = scan[k];
+        b->npresent += scan[k];
+    }
+    free(scan);
     b->verified = cache_file_is_verified(p->o.cache, b->id, p->o.block_size);
-    cache_pin(p->o.cache, b->id);
     return b;
 }
 
@@ -597,18 +603,19 @@ int blob_open(blob_pool *p, const blob_desc *d, blob **out)
         p->blobs_open++;
     }
     pthread_mutex_unlock(&p->mu);
-    if (nb) blob_close(nb);
+    if (nb) blob_unref(nb);
     pthread_mutex_lock(&b->mu);
     int verify =
         b->is_lfs && b->nblocks > 0 && b->npresent == b->nblocks && !b->verified && !b->verifying;
     if (verify) b->verifying = 1;
     pthread_mutex_unlock(&b->mu);
     if (verify) blob_enqueue(b, TASK_VERIFY, 0);
+    cache_pin(p->o.cache, b->id); /* an open file's blocks are not evicted */
     *out = b;
     return 0;
 }
 
-void blob_close(blob *b)
+static void blob_unref(blob *b)
 {
     blob_pool *p = b->pool;
     pthread_mutex_lock(&p->mu);
@@ -623,14 +630,19 @@ void blob_close(blob *b)
     }
     pthread_mutex_unlock(&p->mu);
     if (!last) return;
-    cache_unpin(p->o.cache, b->id);
     free(b->target);
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->tmu);
-    free(b->present);
+    free((void *)b->present);
     free(b->path);
     free(b);
+}
+
+void blob_close(blob *b)
+{
+    cache_unpin(b->pool->o.cache, b->id);
+    blob_unref(b);
 }
 
 long blob_read(blob *b, int64_t off, size_t len, void *dst, int (*cancelled)(void *), void *arg)

@@ -417,7 +417,7 @@ static size_t cache_collect(cache *c, cache_victim **out)
         if (snprintf(p2, sizeof p2, "%s/%s", p1, e1->d_name) >= (int)sizeof p2) continue;
         DIR *d2 = opendir(p2);
         while (d2 && (e2 = readdir(d2))) {
-            char p3[PATH_MAX], id[70];
+            char p3[PATH_MAX], id[NAME_MAX + 1];
             if (e2->d_name[0] == '.') continue;
             if (snprintf(id, sizeof id, "%s", e2->d_name) >= (int)sizeof id) continue;
             char *dot = strchr(id, '.');
@@ -465,6 +465,7 @@ static void cache_maybe_evict(cache *c)
     if (busy) return;
     cache_victim *v = NULL;
     size_t n = cache_collect(c, &v);
+    log_debug("cache: over --cache-max: %zu blocks may be evicted", n);
     qsort(v, n, sizeof *v, cache_victim_cmp);
     /* Go down to 90% so that eviction runs once per batch of blocks, not once per block. */
     int64_t goal = c->max_bytes - c->max_bytes / 10;
