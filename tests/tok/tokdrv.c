@@ -3,10 +3,12 @@
  *   tokdrv encode DIR FILE [--no-special] [--bytes A:B]   ids, space-separated, newline
  *   tokdrv roundtrip DIR FILE [--bytes A:B]              decode(encode(text)) == text?
  *   tokdrv batch DIR FILE     lines "S HEX" (S = 1 adds special tokens): a line of ids each
+ *   tokdrv threads DIR FILE N   N threads encode at once; all must equal one encode
  *   tokdrv info DIR                                      vocab size, BOS/EOS ids
  *   tokdrv time DIR FILE REPEAT                          seconds per encode (best of REPEAT)
  * Errors go to stderr with the library's message; the exit status is 1. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +98,47 @@ static int encode_batch(tok_tokenizer *t, char *text, size_t len)
     return 0;
 }
 
+struct job {
+    const tok_tokenizer *t;
+    const char *text;
+    size_t len;
+    int32_t *ids;
+    size_t n;
+    int rc;
+};
+
+static void *job_run(void *arg)
+{
+    struct job *j = arg;
+    char err[512];
+    j->rc = tok_encode(j->t, j->text, j->len, 1, &j->ids, &j->n, err, sizeof err);
+    return NULL;
+}
+
+/* One tokenizer shared by several threads gives every thread the single-threaded ids. */
+static int encode_threads(tok_tokenizer *t, const char *text, size_t len, int nthreads)
+{
+    struct job ref = {t, text, len, NULL, 0, 0}, jobs[16];
+    pthread_t th[16];
+    if (nthreads < 1 || nthreads > 16) nthreads = 4;
+    job_run(&ref);
+    int bad = ref.rc != 0;
+    for (int i = 0; i < nthreads; i++) {
+        jobs[i] = ref;
+        jobs[i].ids = NULL;
+        if (pthread_create(&th[i], NULL, job_run, &jobs[i])) return 1;
+    }
+    for (int i = 0; i < nthreads; i++) {
+        pthread_join(th[i], NULL);
+        bad |= jobs[i].rc || jobs[i].n != ref.n ||
+               memcmp(jobs[i].ids, ref.ids, ref.n * sizeof *ref.ids);
+        free(jobs[i].ids);
+    }
+    printf("%d threads: %s (%zu ids)\n", nthreads, bad ? "DIFFERENT" : "identical", ref.n);
+    free(ref.ids);
+    return bad;
+}
+
 static int run(tok_tokenizer *t, const char *cmd, char *text, size_t len, int argc, char **argv)
 {
     char err[512];
@@ -103,6 +146,7 @@ static int run(tok_tokenizer *t, const char *cmd, char *text, size_t len, int ar
     int32_t *ids;
     size_t n;
     if (!strcmp(cmd, "batch")) return encode_batch(t, text, len);
+    if (!strcmp(cmd, "threads")) return encode_threads(t, text, len, argc > 4 ? atoi(argv[4]) : 4);
     if (!strcmp(cmd, "time")) {
         int rep = argc > 4 ? atoi(argv[4]) : 3;
         double best = 1e30;
@@ -155,7 +199,8 @@ static int run(tok_tokenizer *t, const char *cmd, char *text, size_t len, int ar
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: tokdrv encode|roundtrip|batch|time|info DIR [FILE] [opts]\n");
+        fprintf(stderr,
+                "usage: tokdrv encode|roundtrip|batch|threads|time|info DIR [FILE] [opts]\n");
         return 2;
     }
     char err[512];
