@@ -22,6 +22,7 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import struct
 import sys
@@ -1600,12 +1601,17 @@ def main(argv=None):
         write_port_file(args.port_file, hub.port)
     sys.stderr.write("hubserver: serving %s on http://%s:%d (CDN on port %d)\n"
                      % (args.root, host, hub.port, hub.cdn_port))
+    # SIGTERM (what test scripts send) is a normal way to stop: exit 0 with the log complete.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         hub_srv.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         hub.stop.set()
+        if hub.log_file:
+            with hub.log_lock:
+                hub.log_file.flush()
     return 0
 
 

@@ -94,6 +94,14 @@ class Control(HubTestCase):
                            capture_output=True, text=True, timeout=20)
         self.assertIn("not a directory", p.stderr)
 
+    def test_sigterm_is_a_clean_stop(self):
+        with self.server() as hub:
+            hub.get("/org/m/resolve/main/f.txt")
+            hub.proc.terminate()
+            self.assertEqual(hub.proc.wait(10), 0)
+            with open(hub.log_path) as f:
+                self.assertEqual(len(f.read().splitlines()), 1)
+
     def test_unknown_urls(self):
         with self.server() as hub:
             for url in ("/", "/org/m", "/org/m/blob/main/f.txt", "/api/spaces/org/m",
