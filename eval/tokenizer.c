@@ -61,7 +61,8 @@ static json_t *load_json(const char *path, int required, char *err, size_t errle
         return NULL;
     }
     json_error_t je;
-    json_t *j = json_load_file(path, required ? 0 : JSON_DECODE_INT_AS_REAL, &je);
+    json_t *j =
+        json_load_file(path, JSON_ALLOW_NUL | (required ? 0 : JSON_DECODE_INT_AS_REAL), &je);
     if (!j) {
         tok_seterr(err, errlen, "%s:%d:%d: invalid JSON: %s", path, je.line, je.column, je.text);
         *rc = -EINVAL;

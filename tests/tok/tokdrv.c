@@ -4,6 +4,7 @@
  *   tokdrv roundtrip DIR FILE [--bytes A:B]              decode(encode(text)) == text?
  *   tokdrv batch DIR FILE     lines "S HEX" (S = 1 adds special tokens): a line of ids each
  *   tokdrv threads DIR FILE N   N threads encode at once; all must equal one encode
+ *   tokdrv split FILE           lines "PRE_TOKENIZER_JSON<TAB>HEX": the words, hex, one line each
  *   tokdrv info DIR                                      vocab size, BOS/EOS ids
  *   tokdrv time DIR FILE REPEAT                          seconds per encode (best of REPEAT)
  * Errors go to stderr with the library's message; the exit status is 1. */
@@ -14,6 +15,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
+#include "tok_pre.h"
 #include "tokenizer.h"
 
 static char *read_file(const char *path, size_t *len)
@@ -196,6 +200,56 @@ static int run(tok_tokenizer *t, const char *cmd, char *text, size_t len, int ar
     return !same;
 }
 
+static void print_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        printf("%02x", (unsigned char)s[i]);
+}
+
+/* Pre-tokenize each line's text with its own pre-tokenizer node (regex oracle checks). */
+static int split_batch(const char *path)
+{
+    size_t len;
+    char *text = read_file(path, &len);
+    if (!text) return 1;
+    int rc = 0;
+    for (size_t a = 0; a < len && !rc;) {
+        char *nl = memchr(text + a, '\n', len - a);
+        size_t b = nl ? (size_t)(nl - text) : len;
+        char *tab = memchr(text + a, '\t', b - a);
+        if (!tab) break;
+        json_error_t je;
+        json_t *node = json_loadb(text + a, (size_t)(tab - (text + a)), JSON_ALLOW_NUL, &je);
+        char *bytes = malloc(b - a);
+        size_t n = 0;
+        for (char *h = tab + 1; h + 1 < text + b; h += 2)
+            bytes[n++] = (char)(hexval(h[0]) * 16 + hexval(h[1]));
+        char err[512];
+        tok_pre *pre = NULL;
+        tok_pre_scratch *sc = NULL;
+        tok_pieces out = {0};
+        if (!node || tok_pre_load(node, "split", &pre, err, sizeof err))
+            printf("ERROR %s\n", node ? err : je.text);
+        else if (tok_pre_apply(pre, &sc, bytes, n, 1, &out))
+            rc = 1;
+        else {
+            for (size_t i = 0; i < out.n; i++) {
+                if (i) putchar(' ');
+                print_hex(out.text.p + out.v[i].off, out.v[i].len);
+            }
+            putchar('\n');
+        }
+        tok_pieces_free(&out);
+        tok_pre_scratch_free(sc);
+        tok_pre_free(pre);
+        json_decref(node);
+        free(bytes);
+        a = b + 1;
+    }
+    free(text);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -205,6 +259,7 @@ int main(int argc, char **argv)
     }
     char err[512];
     tok_tokenizer *t;
+    if (!strcmp(argv[1], "split")) return split_batch(argv[2]);
     if (tok_load(argv[2], &t, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return 1;
