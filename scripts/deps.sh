@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libxxhash-dev
       libjansson-dev libpcre2-dev libutf8proc-dev python3 curl ca-certificates)
-if [ "${1:-}" = "--bench" ]; then pkgs+=(nginx libopenblas-dev httpdirfs rclone hyperfine); fi
+if [ "${1:-}" = "--bench" ]; then pkgs+=(nginx libopenblas-dev httpdirfs rclone hyperfine python3-torch); fi
 if [ "${1:-}" = "--sanitizers" ] || [ "${1:-}" = "--bench" ]; then pkgs+=(clang libclang-rt-14-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do
