@@ -54,6 +54,15 @@ def git_blob_oid(data):
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+class RepoError(ValueError):
+    """A repo folder the server cannot serve (bad .hub/meta.json, a tag without a target)."""
+
+
+META_TYPES = {"private": bool, "gated": (bool, str), "authorized": list, "disabled": bool,
+              "aliases": list, "tags": dict, "lfs": list, "library_name": str,
+              "cardData": dict, "tags_list": list}
+
+
 class HubError(Exception):
     """An error answer: status, X-Error-Code (or None), message, extra headers."""
 
@@ -229,9 +238,18 @@ class Store:
             with open(path) as f:
                 meta = json.load(f)
         except (OSError, ValueError) as e:
-            raise SystemExit("hubserver: %s: bad metadata: %s" % (path, e))
+            raise RepoError("%s: bad metadata: %s" % (path, e))
         if not isinstance(meta, dict):
-            raise SystemExit("hubserver: %s: metadata must be a JSON object" % path)
+            raise RepoError("%s: metadata must be a JSON object" % path)
+        for key, value in meta.items():
+            want = META_TYPES.get(key)
+            if want is None:
+                raise RepoError("%s: unknown field %r (known: %s)"
+                                % (path, key, ", ".join(sorted(META_TYPES))))
+            if not isinstance(value, want):
+                raise RepoError("%s: field %r has the wrong type" % (path, key))
+        if meta.get("gated") not in (None, False, "auto", "manual"):
+            raise RepoError("%s: gated must be false, \"auto\" or \"manual\"" % path)
         return meta
 
     def canonical(self, rtype, rid):
@@ -264,8 +282,7 @@ class Store:
         for tag, target in meta.get("tags", {}).items():
             sha = repo.branches.get(target) or repo.tags.get(target)
             if sha is None:
-                raise SystemExit("hubserver: %s: tag %r points at unknown ref %r"
-                                 % (folder, tag, target))
+                raise RepoError("%s: tag %r points at unknown ref %r" % (folder, tag, target))
             repo.tags[tag] = sha
         return repo
 
@@ -1178,6 +1195,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return error_response(e)
         except Redirect as r:
             return Response(307, {"Location": r.location}, b"")
+        except RepoError as e:
+            sys.stderr.write("hubserver: %s\n" % e)
+            return error_response(HubError(500, None, "hubserver: %s" % e))
         except Exception as e:  # a bug here must still answer, and say what happened
             traceback.print_exc()
             return error_response(HubError(500, None, "hubserver internal error: %r" % e))
@@ -1587,7 +1607,11 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    hub = Hub(args)
+    try:
+        hub = Hub(args)
+    except RepoError as e:
+        sys.stderr.write("hubserver: %s\n" % e)
+        return 2
     host = "127.0.0.1" if args.host == "localhost" else args.host
     if ":" in host:
         Server.address_family = socket.AF_INET6

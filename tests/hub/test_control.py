@@ -102,6 +102,26 @@ class Control(HubTestCase):
             with open(hub.log_path) as f:
                 self.assertEqual(len(f.read().splitlines()), 1)
 
+    def test_bad_metadata_is_named(self):
+        import tempfile
+        root = tempfile.mkdtemp(dir=self.tmp)
+        write(os.path.join(root, "org", "bad", "f.txt"), "f")
+        write(os.path.join(root, "org", "bad", ".hub", "meta.json"), '{"gated": "sometimes"}')
+        p = subprocess.run([sys.executable, SERVER, "--root", root], capture_output=True,
+                           text=True, timeout=20)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("bad/.hub/meta.json: gated must be", p.stderr)
+        write(os.path.join(root, "org", "bad", ".hub", "meta.json"), '{"tags": {"v": "nope"}}')
+        from hubtest import HubServer
+        with HubServer(root) as hub:
+            r = hub.get("/api/models/org/bad")
+            self.assertEqual(r.status, 500)
+            self.assertIn("tag 'v' points at unknown ref 'nope'", r.header("X-Error-Message"))
+            write(os.path.join(root, "org", "bad", ".hub", "meta.json"), "[1]")
+            r = hub.request("POST", "/_control", body='{"cmd": "rescan"}')
+            self.assertEqual(r.status, 400)
+            self.assertIn("metadata must be a JSON object", r.json()["error"])
+
     def test_unknown_urls(self):
         with self.server() as hub:
             for url in ("/", "/org/m", "/org/m/blob/main/f.txt", "/api/spaces/org/m",
