@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""hubserver.py — a local Hugging Face Hub for tests and benchmarks (Python standard library only).
+"""hubserver.py — a local Hugging Face Hub for tests and benchmarks (Python standard library).
 
 It serves repos from a folder tree over the Hub's HTTP API (repo info, tree listing with
 pagination, paths-info, refs, commits, resolve with byte ranges, LFS redirects to a separate
@@ -957,8 +957,8 @@ class Hub:
             raise HubError(400, None, "paths-info: body is neither JSON nor a form")
         if isinstance(paths, str):
             paths = [paths]
-        out = [entry_json(commit, p.strip("/")) for p in paths
-               if isinstance(p, str) and (p.strip("/") in commit.files or p.strip("/") in commit.dirs)]
+        wanted = [p.strip("/") for p in paths if isinstance(p, str)]
+        out = [entry_json(commit, p) for p in wanted if p in commit.files or p in commit.dirs]
         return json_response(out, headers={"X-Repo-Commit": commit.sha})
 
     def refs(self, repo, ctx):

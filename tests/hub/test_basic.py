@@ -3,7 +3,6 @@ listener, datasets, legacy ids, errors and the request log."""
 
 import hashlib
 import os
-import shutil
 import unittest
 
 from hubtest import SAMPLE, HubTestCase, read, write

@@ -153,7 +153,8 @@ class Faults(HubTestCase):
             self.assertTrue(hub.get(loc).body.startswith(b"version https://git-lfs"))
             hub.control(cmd="fault", kind="html", file="small.json")
             r = hub.get("/org/m/resolve/main/small.json", headers={"Range": "bytes=0-3"})
-            self.assertEqual((r.status, r.header("Content-Type")), (200, "text/html; charset=utf-8"))
+            self.assertEqual((r.status, r.header("Content-Type")),
+                             (200, "text/html; charset=utf-8"))
             self.assertIn(b"<html>", r.body)
             hub.control(cmd="fault", kind="corrupt", offset=3, listener="cdn")
             r = hub.get(loc, headers={"Range": "bytes=0-9"})

@@ -74,7 +74,8 @@ class Revisions(HubTestCase):
     def test_renamed_repo_redirects_relatively(self):
         with self.server() as hub:
             r = hub.get("/api/models/oldrev?blobs=true")
-            self.assertEqual((r.status, r.header("Location")), (307, "/api/models/org/rev?blobs=true"))
+            self.assertEqual((r.status, r.header("Location")),
+                             (307, "/api/models/org/rev?blobs=true"))
             r = hub.head("/oldrev/resolve/main/a.txt")
             self.assertEqual((r.status, r.header("Location")), (307, "/org/rev/resolve/main/a.txt"))
             r = hub.get("/api/models/oldrev/tree/main")
