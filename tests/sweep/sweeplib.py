@@ -136,8 +136,30 @@ class Hub:
             f.write((1 << 40).to_bytes(8, "little"))
         return d
 
-    def add_gated(self, name):
+    def add_unique(self, name, tag):
+        """A copy whose config.json and safetensors bytes are its own (the same weights under a
+        different header metadata), so that no block of it is already cached from another repo
+        by content: the mount must really fetch it."""
         d = self.add_copy(name)
+        path = os.path.join(d, "model.safetensors")
+        with open(path, "rb") as f:
+            data = f.read()
+        n = int.from_bytes(data[:8], "little")
+        hdr = json.loads(data[8:8 + n])
+        hdr.setdefault("__metadata__", {})["variant"] = tag
+        hj = json.dumps(hdr, separators=(",", ":")).encode()
+        hj += b" " * (-len(hj) % 8)
+        with open(path, "wb") as f:
+            f.write(len(hj).to_bytes(8, "little") + hj + data[8 + n:])
+        with open(os.path.join(d, "config.json"), encoding="utf-8") as f:
+            cfg = json.load(f)
+        cfg["variant"] = tag
+        with open(os.path.join(d, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(cfg, f, indent=2)
+        return d
+
+    def add_gated(self, name):
+        d = self.add_unique(name, "gated")
         os.makedirs(os.path.join(d, ".hub"), exist_ok=True)
         with open(os.path.join(d, ".hub", "meta.json"), "w", encoding="utf-8") as f:
             json.dump({"gated": "auto"}, f)

@@ -13,6 +13,7 @@ from sweeplib import SweepCase, refs  # noqa: E402
 
 FAULTS = [
     {"kind": "status", "status": 503, "count": -1, "prob": 0.15},
+    {"kind": "status", "status": 429, "t": 2, "count": 3, "skip": 5},
     {"kind": "reset", "listener": "cdn", "count": 3, "after": 1000},
 ]
 
@@ -20,8 +21,8 @@ FAULTS = [
 class TightQuota(SweepCase):
     def test_jobs4_under_quota_and_faults(self):
         models = [f"demo/stories260K-q{i}" for i in range(6)]
-        for m in models:
-            self.hub.add_copy(m)
+        for i, m in enumerate(models):  # each its own bytes: every model is really fetched
+            self.hub.add_unique(m, f"q{i}")
         # The weights are LFS files (a redirect to the CDN listener, where the resets hit).
         args = ["--quota", "api=5/3,resolvers=8/3", "--lfs-threshold", "100000"]
         for f in FAULTS:

@@ -150,10 +150,17 @@ class Budget(unittest.TestCase):
         self.assertGreater(wait, 0)
         self.assertFalse(hs.budget_low(self.stats(), 0.1)[0])
         self.assertFalse(hs.budget_low(self.stats(remaining=-1), 0.1)[0])  # nothing heard yet
+        # Our own count says the window's budget is nearly spent, before the server says so.
+        self.assertTrue(hs.budget_low(self.stats(remaining=-1, window_requests=95), 0.1)[0])
+        # The window is over (window_requests 0): the low figure heard in it is stale.
+        self.assertFalse(hs.budget_low(self.stats(remaining=1, window_requests=0), 0.1)[0])
         hold, wait, why = hs.budget_low(self.stats(paused_for_s=12.5), 0.1)
         self.assertTrue(hold)
         self.assertEqual(wait, 12.5)
         self.assertIn("paused", why)
+        cdn = self.stats()
+        cdn["buckets"]["cdn"] = dict(cdn["buckets"]["api"], remaining=0)
+        self.assertFalse(hs.budget_low(cdn, 0.1)[0])  # not a Hub bucket
         nested = {"http": self.stats(remaining=1), "cache": {}}
         self.assertTrue(hs.budget_low(nested, 0.1)[0])
         self.assertFalse(hs.budget_low(self.stats(remaining=3), 0.0)[0])  # gate disabled
