@@ -1605,13 +1605,9 @@ def parse_args(argv):
     return args
 
 
-def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        hub = Hub(args)
-    except RepoError as e:
-        sys.stderr.write("hubserver: %s\n" % e)
-        return 2
+def start(args):
+    """Both listeners bound and serving (the CDN in a thread), ports written: the Hub server."""
+    hub = Hub(args)
     host = "127.0.0.1" if args.host == "localhost" else args.host
     if ":" in host:
         Server.address_family = socket.AF_INET6
@@ -1625,8 +1621,18 @@ def main(argv=None):
         write_port_file(args.port_file, hub.port)
     sys.stderr.write("hubserver: serving %s on http://%s:%d (CDN on port %d)\n"
                      % (args.root, host, hub.port, hub.cdn_port))
+    return hub, hub_srv
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     # SIGTERM (what test scripts send) is a normal way to stop: exit 0 with the log complete.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        hub, hub_srv = start(args)
+    except (RepoError, OSError) as e:
+        sys.stderr.write("hubserver: %s\n" % e)
+        return 2
     try:
         hub_srv.serve_forever()
     except KeyboardInterrupt:
