@@ -7,9 +7,10 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "tok_charsmap.h"
 #include "tok_regex.h"
 
-enum norm_kind { N_UNICODE, N_LOWER, N_STRIP, N_PREPEND, N_REPLACE, N_SEQ };
+enum norm_kind { N_UNICODE, N_LOWER, N_STRIP, N_PREPEND, N_REPLACE, N_SEQ, N_PRECOMPILED };
 
 struct tok_norm {
     enum norm_kind kind;
@@ -20,7 +21,8 @@ struct tok_norm {
     tok_regex re;  /* N_REPLACE with a Regex pattern */
     char *content; /* N_REPLACE */
     size_t content_len;
-    tok_norm **kids; /* N_SEQ */
+    tok_charsmap map; /* N_PRECOMPILED (no units: an empty map, a no-op) */
+    tok_norm **kids;  /* N_SEQ */
     size_t n_kids;
 };
 
@@ -101,6 +103,16 @@ static int load_kind(tok_norm *n, const char *type, json_t *node, const char *pa
     } else if (!strcmp(type, "Sequence")) {
         n->kind = N_SEQ;
         return load_seq(n, node, path, err, errlen);
+    } else if (!strcmp(type, "Precompiled")) {
+        json_t *cm = json_object_get(node, "precompiled_charsmap");
+        n->kind = N_PRECOMPILED;
+        if (!cm || json_is_null(cm) || !json_string_length(cm)) return 0;
+        if (!json_is_string(cm)) {
+            tok_seterr(err, errlen, "%s: precompiled_charsmap is not a string", path);
+            return -EINVAL;
+        }
+        return tok_charsmap_load(&n->map, json_string_value(cm), json_string_length(cm), path, err,
+                                 errlen);
     } else {
         tok_seterr(err, errlen, "%s: normalizer type \"%s\" is not supported", path, type);
         return -ENOTSUP;
@@ -138,6 +150,7 @@ void tok_norm_free(tok_norm *n)
     free(n->str);
     free(n->content);
     tok_regex_free(&n->re);
+    tok_charsmap_free(&n->map);
     free(n);
 }
 
@@ -253,6 +266,8 @@ int tok_norm_apply(const tok_norm *n, const char *s, size_t len, tok_buf *out)
         return apply_replace(n, s, len, out);
     case N_SEQ:
         return apply_seq(n, s, len, out);
+    case N_PRECOMPILED:
+        return n->map.n_units ? tok_charsmap_apply(&n->map, s, len, out) : tok_buf_put(out, s, len);
     }
     return -EINVAL;
 }

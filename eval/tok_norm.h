@@ -2,7 +2,8 @@
  *
  * Owns the normalizer tree: NFC, NFD, NFKC, NFKD (utf8proc), Lowercase (Rust's per-character
  * char::to_lowercase), Strip, Prepend (only onto non-empty text), Replace (a string or an
- * Oniguruma regex, every non-overlapping match) and Sequence. Any other type is a hard error
+ * Oniguruma regex, every non-overlapping match), Precompiled (SentencePiece's charsmap, see
+ * tok_charsmap.h) and Sequence. Any other type is a hard error
  * naming the node. A normalizer maps one piece of text to another; the pipeline applies it to
  * each piece left between added tokens, as the library does. Immutable once loaded. */
 #ifndef HF_TOK_NORM_H

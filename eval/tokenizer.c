@@ -16,6 +16,7 @@
 #include "tok_norm.h"
 #include "tok_post.h"
 #include "tok_pre.h"
+#include "tok_unigram.h"
 #include "tok_util.h"
 
 /* Words longer than this are not cached (the Llama-2 "one word" text would only waste it). */
@@ -23,7 +24,9 @@
 #define WORD_CACHE_MAX_ENTRIES ((size_t)1 << 20)
 
 struct tok_tokenizer {
+    int unigram; /* the model: BPE, or Unigram when set */
     tok_bpe bpe;
+    tok_unigram uni;
     tok_added added;
     tok_norm *norm;
     tok_pre *pre;
@@ -77,13 +80,28 @@ static json_t *load_json(const char *path, int required, char *err, size_t errle
     return j;
 }
 
+static const tok_strmap *model_vocab(const tok_tokenizer *t)
+{
+    return t->unigram ? &t->uni.vocab : &t->bpe.vocab;
+}
+
+/* The model's token for id, or NULL. */
+static const char *model_token(const tok_tokenizer *t, int32_t id, size_t *len)
+{
+    size_t n = t->unigram ? t->uni.n_ids : t->bpe.n_ids;
+    if (id < 0 || (size_t)id >= n) return NULL;
+    const char *s = t->unigram ? t->uni.tok[id] : t->bpe.tok[id];
+    *len = t->unigram ? t->uni.tok_len[id] : t->bpe.tok_len[id];
+    return s;
+}
+
 static int32_t name_to_id(const void *ctx, const char *name, size_t len)
 {
     const tok_tokenizer *t = ctx;
     const tok_added_token *a = tok_added_by_content(&t->added, name, len);
     int32_t id;
     if (a) return a->id;
-    return tok_strmap_get(&t->bpe.vocab, name, len, &id) ? id : -1;
+    return tok_strmap_get(model_vocab(t), name, len, &id) ? id : -1;
 }
 
 static int load_model(tok_tokenizer *t, json_t *root, const char *path, char *err, size_t errlen)
@@ -99,8 +117,13 @@ static int load_model(tok_tokenizer *t, json_t *root, const char *path, char *er
                : json_object_get(model, "merges")                   ? "BPE"
                : json_object_get(model, "max_input_chars_per_word") ? "WordPiece"
                                                                     : "(no type)";
+    if (!strcmp(type, "Unigram")) {
+        t->unigram = 1;
+        return tok_unigram_load(&t->uni, model, path, err, errlen);
+    }
     if (strcmp(type, "BPE")) {
-        tok_seterr(err, errlen, "%s: model type \"%s\" is not supported (only BPE)", path, type);
+        tok_seterr(err, errlen, "%s: model type \"%s\" is not supported (only BPE and Unigram)",
+                   path, type);
         return -ENOTSUP;
     }
     return tok_bpe_load(&t->bpe, model, path, err, errlen);
@@ -118,7 +141,7 @@ static int load_stages(tok_tokenizer *t, json_t *root, const char *path, char *e
         return rc;
     if ((rc = load_model(t, root, path, err, errlen))) return rc;
     if ((rc = tok_added_load(&t->added, json_object_get(root, "added_tokens"), t->norm,
-                             &t->bpe.vocab, path, err, errlen)))
+                             model_vocab(t), path, err, errlen)))
         return rc;
     snprintf(where, sizeof where, "%s: post_processor", path);
     if ((rc = tok_post_load(json_object_get(root, "post_processor"), where, name_to_id, t, &t->post,
@@ -182,7 +205,7 @@ int tok_load(const char *dir, tok_tokenizer **out, char *err, size_t errlen)
     if (!rc) stm = load_json(spath, 0, err, errlen, &rc);
     if (!rc) {
         apply_config(t, cfg, stm);
-        t->vocab_size = t->bpe.n_ids;
+        t->vocab_size = t->unigram ? t->uni.n_ids : t->bpe.n_ids;
         if (t->added.max_id >= 0 && (size_t)t->added.max_id + 1 > t->vocab_size)
             t->vocab_size = (size_t)t->added.max_id + 1;
     }
@@ -201,6 +224,7 @@ void tok_free(tok_tokenizer *t)
 {
     if (!t) return;
     tok_bpe_free(&t->bpe);
+    tok_unigram_free(&t->uni);
     tok_added_free(&t->added);
     tok_norm_free(t->norm);
     tok_pre_free(t->pre);
@@ -234,6 +258,7 @@ int32_t tok_eos_id(const tok_tokenizer *t)
 struct enc {
     const tok_tokenizer *t;
     tok_bpe_scratch bpe;
+    tok_unigram_scratch uni;
     tok_pre_scratch *pre;
     tok_pieces words;
     tok_buf norm;
@@ -248,6 +273,7 @@ struct enc {
 static void enc_free(struct enc *e)
 {
     tok_bpe_scratch_free(&e->bpe);
+    tok_unigram_scratch_free(&e->uni);
     tok_pre_scratch_free(e->pre);
     tok_pieces_free(&e->words);
     tok_buf_free(&e->norm);
@@ -284,7 +310,8 @@ static int encode_word(struct enc *e, const char *w, size_t n)
     if (cacheable && tok_strmap_get(&e->cache, w, n, &k))
         return tok_ids_append(&e->ids, e->cache_ids.v + e->cache_at[k][0], e->cache_at[k][1]);
     size_t from = e->ids.len;
-    int rc = tok_bpe_word(&e->t->bpe, &e->bpe, w, n, &e->ids);
+    int rc = e->t->unigram ? tok_unigram_word(&e->t->uni, &e->uni, w, n, &e->ids)
+                           : tok_bpe_word(&e->t->bpe, &e->bpe, w, n, &e->ids);
     if (!rc && cacheable) rc = cache_put(e, w, n, from);
     return rc;
 }
@@ -394,10 +421,12 @@ int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n_ids, char **
     *len = 0;
     for (size_t i = 0; i < n_ids && !rc; i++) {
         const tok_added_token *a = tok_added_by_id(&t->added, ids[i]);
+        const char *s;
+        size_t n;
         if (a)
             rc = tok_strs_add(&toks, a->content, a->len);
-        else if (ids[i] >= 0 && (size_t)ids[i] < t->bpe.n_ids && t->bpe.tok[ids[i]])
-            rc = tok_strs_add(&toks, t->bpe.tok[ids[i]], t->bpe.tok_len[ids[i]]);
+        else if ((s = model_token(t, ids[i], &n)))
+            rc = tok_strs_add(&toks, s, n);
         else {
             tok_seterr(err, errlen, "tokenizer: id %d at position %zu is not in the vocabulary",
                        (int)ids[i], i);

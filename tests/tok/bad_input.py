@@ -63,8 +63,13 @@ def broken_files(drv, tmp, stories):
                  "UnicodeScripts")
     expect_error(drv, tmp, "unknown-model", patched(base, ["model", "type"], "WordLevel"),
                  "model type", "WordLevel")
-    expect_error(drv, tmp, "unigram-model", patched(base, ["model"], {"type": "Unigram",
-                 "unk_id": 0, "vocab": [["<unk>", 0.0]]}), "Unigram")
+    expect_error(drv, tmp, "bad-unigram-vocab", patched(base, ["model"], {"type": "Unigram",
+                 "unk_id": 0, "vocab": [["<unk>", 0.0], ["a"]]}), "model.vocab[1]",
+                 "[piece, score]")
+    expect_error(drv, tmp, "bad-unigram-unk", patched(base, ["model"], {"type": "Unigram",
+                 "unk_id": 5, "vocab": [["<unk>", 0.0]]}), "model.unk_id")
+    expect_error(drv, tmp, "bad-charsmap", patched(base, ["normalizer"], {"type": "Precompiled",
+                 "precompiled_charsmap": "AAAA"}), "normalizer", "precompiled_charsmap")
     expect_error(drv, tmp, "unknown-post", patched(base, ["post_processor", "type"], "Magic"),
                  "post_processor", "Magic")
     expect_error(drv, tmp, "unknown-decoder", patched(base, ["decoder", "decoders", 2],

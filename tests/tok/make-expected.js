@@ -2,14 +2,14 @@
 // Produce the expected token ids of tests/tok/expected/ with the reference library (the
 // Hugging Face `tokenizers` Rust library, npm package `tokenizers`). Run once; the tests only
 // read the stored files. Usage (the exact command is recorded in docs/TOKENIZER.md):
-//   NODE_PATH=DIR_WITH_node_modules node tests/tok/make-expected.js ../shared/data tests/tok/expected
+//   NODE_PATH=DIR_WITH_node_modules node tests/tok/make-expected.js ../shared/data tests/tok/expected [NAME...]
 'use strict';
 const fs = require('fs');
 const path = require('path');
 const zlib = require('zlib');
 const { Tokenizer } = require('tokenizers');
 
-const [, , DATA, OUT] = process.argv;
+const [, , DATA, OUT, ...ONLY] = process.argv; // ONLY: regenerate just these files
 if (!DATA || !OUT) {
   console.error('usage: make-expected.js SHARED_DATA OUTDIR');
   process.exit(2);
@@ -94,6 +94,7 @@ const PAIRS = {
   'gpt-neox-20b': () => [],
   'mistral-7b': () => [],
   'phi-2': () => [],
+  't5-small': () => swiftMultilingual('google-t5__t5-small.json', true),
 };
 
 // Strings every tokenizer gets on top of its vectors: the multilingual set without its ids,
@@ -156,7 +157,8 @@ function variantJson(v) {
 }
 
 async function main() {
-  for (const name of Object.keys(PAIRS)) {
+  const wanted = (n) => !ONLY.length || ONLY.includes(n);
+  for (const name of Object.keys(PAIRS).filter(wanted)) {
     console.error(name);
     const tok = await Tokenizer.fromFile(path.join(TOK, name, 'tokenizer.json'));
     const cases = await runCases(tok, [...PAIRS[name](), ...extraCases()]);
@@ -166,7 +168,7 @@ async function main() {
     write(`${name}.json.gz`, { tokenizer: name, cases, texts });
   }
   const variants = JSON.parse(fs.readFileSync(path.join(__dirname, 'variants.json'))).variants;
-  for (const v of variants) {
+  for (const v of variants.filter((x) => wanted(`variant-${x.name}`))) {
     console.error(v.name);
     const tok = Tokenizer.fromString(variantJson(v));
     const cases = await runCases(tok, extraCases());
