@@ -13,7 +13,8 @@ class Auth(HubTestCase):
     @classmethod
     def make_repos(cls, root):
         for name, meta in (("public", {}), ("gated", {"gated": "auto", "authorized": ["good"]}),
-                           ("private", {"private": True, "authorized": ["good"]})):
+                           ("private", {"private": True, "authorized": ["good"]}),
+                           ("disabled", {"disabled": True})):
             write(os.path.join(root, "org", name, "f.txt"), name)
             if meta:
                 write(os.path.join(root, "org", name, ".hub", "meta.json"), json.dumps(meta))
@@ -54,6 +55,12 @@ class Auth(HubTestCase):
             self.assertEqual((r.status, r.json()["private"]), (200, True))
             self.assertEqual(hub.get("/org/private/resolve/main/f.txt", headers=GOOD).body,
                              b"private")
+
+    def test_disabled(self):
+        with self.server() as hub:
+            r = hub.get("/org/disabled/resolve/main/f.txt")
+            self.assertEqual((r.status, r.header("X-Error-Message")),
+                             (403, "Access to this resource is disabled."))
 
     def test_without_tokens_configured_any_token_is_valid(self):
         with self.server() as hub:

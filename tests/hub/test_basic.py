@@ -124,6 +124,9 @@ class Basic(HubTestCase):
             self.assertEqual(got, {"sub/deep": "directory", "sub/deep/x.txt": "file"})
             r = hub.get("/api/models/demo/stories/tree/main/sub%2Fdeep")
             self.assertEqual([e["path"] for e in r.json()], ["sub/deep/x.txt"])
+            r = hub.get("/api/models/demo/stories/tree/main?recursive=true&expand=true")
+            self.assertEqual(len(r.json()), 2)
+            self.assertIn("lastCommit", r.json()[0])
             r = hub.get("/api/models/demo/stories/tree/main/nope")
             self.assertEqual((r.status, r.header("X-Error-Code")), (404, "EntryNotFound"))
 
