@@ -22,11 +22,13 @@
 #define KN_NR_MAX 32
 
 typedef void (*kn_kernel_fn)(const float *const *a, const float *bp, size_t kc, float *ct);
+typedef void (*kn_cvt_fn)(float *out, const void *data, kn_dtype dtype, size_t n);
 
 struct kn_isa {
     const char *name;
     int mr, nr;
     kn_kernel_fn kernel;
+    kn_cvt_fn cvt; /* stored row -> fp32 while packing */
     int (*supported)(void);
 };
 
@@ -72,15 +74,21 @@ float kn_load(const void *data, kn_dtype dtype, size_t i)
 
 void kn_load_row(float *out, const void *data, kn_dtype dtype, size_t n)
 {
+    const unsigned char *b = data;
     if (dtype == KN_F32) {
         memcpy(out, data, n * sizeof *out);
-        return;
-    }
-    const unsigned char *b = data;
-    for (size_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, b + 2 * i, sizeof h);
-        out[i] = dtype == KN_BF16 ? kn_bf16_to_f32(h) : kn_f16_to_f32(h);
+    } else if (dtype == KN_BF16) { /* separate loops so that each one vectorises */
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, b + 2 * i, sizeof h);
+            out[i] = kn_bf16_to_f32(h);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, b + 2 * i, sizeof h);
+            out[i] = kn_f16_to_f32(h);
+        }
     }
 }
 
@@ -160,10 +168,50 @@ kn_kernel_avx512(const float *const *a, const float *bp, size_t kc, float *ct)
     }
 }
 
+/* BF16 is the top half of an fp32; F16 converts exactly with F16C / AVX-512 (denormals too). */
+__attribute__((target("avx2,fma,f16c"))) static void kn_cvt_avx2(float *out, const void *data,
+                                                                 kn_dtype dtype, size_t n)
+{
+    const unsigned char *b = data;
+    size_t i = 0;
+    if (dtype == KN_BF16) {
+        for (; i + 8 <= n; i += 8) {
+            __m128i h = _mm_loadu_si128((const __m128i *)(b + 2 * i));
+            __m256i u = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
+            _mm256_storeu_ps(out + i, _mm256_castsi256_ps(u));
+        }
+    } else if (dtype == KN_F16) {
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(out + i,
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + 2 * i))));
+    }
+    kn_load_row(out + i, b + i * (dtype == KN_F32 ? 4 : 2), dtype, n - i);
+}
+
+__attribute__((target("avx512f"))) static void kn_cvt_avx512(float *out, const void *data,
+                                                             kn_dtype dtype, size_t n)
+{
+    const unsigned char *b = data;
+    size_t i = 0;
+    if (dtype == KN_BF16) {
+        for (; i + 16 <= n; i += 16) {
+            __m256i h = _mm256_loadu_si256((const __m256i *)(b + 2 * i));
+            __m512i u = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
+            _mm512_storeu_ps(out + i, _mm512_castsi512_ps(u));
+        }
+    } else if (dtype == KN_F16) {
+        for (; i + 16 <= n; i += 16)
+            _mm512_storeu_ps(out + i,
+                             _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + 2 * i))));
+    }
+    kn_load_row(out + i, b + i * (dtype == KN_F32 ? 4 : 2), dtype, n - i);
+}
+
 static int kn_has_avx2(void)
 {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
 }
 
 static int kn_has_avx512(void)
@@ -175,10 +223,10 @@ static int kn_has_avx512(void)
 
 static const kn_isa kn_isas[] = {
 #ifdef KN_X86
-    {"avx512", 12, 32, kn_kernel_avx512, kn_has_avx512},
-    {"avx2", 6, 16, kn_kernel_avx2, kn_has_avx2},
+    {"avx512", 12, 32, kn_kernel_avx512, kn_cvt_avx512, kn_has_avx512},
+    {"avx2", 6, 16, kn_kernel_avx2, kn_cvt_avx2, kn_has_avx2},
 #endif
-    {"portable", KN_P_MR, KN_P_NR, kn_kernel_portable, kn_always},
+    {"portable", KN_P_MR, KN_P_NR, kn_kernel_portable, kn_load_row, kn_always},
 };
 
 const kn_isa *kn_isa_best(void)
@@ -202,9 +250,10 @@ const char *kn_isa_name(const kn_isa *isa)
 
 /* ---- packing: bp[p][k][j] = B(k0 + k, n0 + p*nr + j), zero beyond N ---- */
 
-static void kn_pack(float *bp, const kn_weight *B, size_t k0, size_t kc, size_t n0, size_t nb,
-                    int nr, float *row)
+static void kn_pack(const kn_isa *isa, float *bp, const kn_weight *B, size_t k0, size_t kc,
+                    size_t n0, size_t nb, float *row)
 {
+    int nr = isa->nr;
     size_t es = kn_dtype_size(B->dtype);
     const unsigned char *base = B->data;
     size_t npan = (nb + (size_t)nr - 1) / (size_t)nr;
@@ -215,7 +264,7 @@ static void kn_pack(float *bp, const kn_weight *B, size_t k0, size_t kc, size_t 
         if (B->layout == KN_NK) { /* column n of B is stored row n: read along k, scatter */
             for (size_t j = 0; j < cols; j++) {
                 size_t n = n0 + p * (size_t)nr + j;
-                kn_load_row(row, base + (n * B->ld + k0) * es, B->dtype, kc);
+                isa->cvt(row, base + (n * B->ld + k0) * es, B->dtype, kc);
                 for (size_t k = 0; k < kc; k++)
                     panel[k * (size_t)nr + j] = row[k];
             }
@@ -255,7 +304,7 @@ static void kn_gemm_block(const kn_isa *isa, float *bp, float *row, float *C, si
     const float *a[KN_MR_MAX];
     for (size_t k0 = 0; k0 < K; k0 += KN_KC) {
         size_t kc = K - k0 < KN_KC ? K - k0 : KN_KC;
-        kn_pack(bp, B, k0, kc, n0, nb, nr, row);
+        kn_pack(isa, bp, B, k0, kc, n0, nb, row);
         for (size_t m0 = 0; m0 < M; m0 += (size_t)mr) {
             size_t rows = M - m0 < (size_t)mr ? M - m0 : (size_t)mr;
             for (int i = 0; i < mr; i++) /* short tiles repeat the last row; it is not stored */

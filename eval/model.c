@@ -630,7 +630,7 @@ static void mdl_rope_apply(const mdl_model *m, float *x, size_t t)
 
 /* ---- workspace ---- */
 
-#define MDL_LOGIT_ROWS 256 /* rows of logits per vocabulary product */
+#define MDL_LOGIT_ROWS 512 /* rows of logits per vocabulary product: fewer re-packs of the head */
 #define MDL_ATT_ROWS 32    /* query rows per attention task */
 
 static void mdl_ws_free(mdl_ws *w)

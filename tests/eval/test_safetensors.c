@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -257,6 +258,34 @@ static void test_sample(const char *dir)
     }
 }
 
+/* Inputs the fuzzer found (or edge cases kept with them): each must give a result or a
+ * message, under the sanitizers without a report. */
+static void test_regressions(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[1024], err[512] = "";
+        FILE *f = fopen(join(path, sizeof path, dir, e->d_name), "rb");
+        if (!f) continue;
+        static unsigned char buf[1 << 20];
+        size_t len = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        st_tensor *t = NULL;
+        size_t nt = 0;
+        if (st_parse(buf, len, len, e->d_name, &t, &nt, err, sizeof err) == 0)
+            st_tensors_free(t, nt);
+        else
+            CHECK(err[0] != 0, "%s: refused without a message", e->d_name);
+        n++;
+    }
+    closedir(d);
+    printf("replayed %d fuzz regression inputs\n", n);
+}
+
 int main(int argc, char **argv)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/hfppl-st-XXXXXX");
@@ -268,6 +297,7 @@ int main(int argc, char **argv)
     test_bad();
     test_index();
     if (argc > 1) test_sample(argv[1]);
+    if (argc > 2) test_regressions(argv[2]);
     char cmd[600];
     if (snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir) >= (int)sizeof cmd) return 1;
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
