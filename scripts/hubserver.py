@@ -752,6 +752,15 @@ class Hub:
                 self.log_file.write(json.dumps(entry) + "\n")
             self.log_lock.notify_all()
 
+    def drain(self, wait):
+        """On the way out: let answers in progress finish (≤ wait s) so their lines are logged."""
+        deadline = time.monotonic() + wait
+        with self.log_lock:
+            while self.inflight > 0 and time.monotonic() < deadline:
+                self.log_lock.wait(max(0.0, deadline - time.monotonic()))
+            if self.log_file:
+                self.log_file.flush()
+
     def log_since(self, since, wait):
         """Entries from index since, after waiting (≤ wait s) for requests being answered."""
         deadline = time.monotonic() + wait
@@ -1044,7 +1053,7 @@ class Hub:
                         hashlib.sha256).hexdigest()
 
     def cdn_url(self, handler, entry):
-        expires = int(time.time() + self.cdn_ttl)
+        expires = int(-(-(time.time() + self.cdn_ttl) // 1))  # rounded up: at least the TTL
         query = urllib.parse.urlencode({"filename": entry.path, "Expires": expires,
                                         "Signature": self.sign(entry.blob.sha256, expires)})
         if self.args.cdn_url_base:
@@ -1638,10 +1647,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass
     finally:
+        hub.drain(2.0)
         hub.stop.set()
-        if hub.log_file:
-            with hub.log_lock:
-                hub.log_file.flush()
     return 0
 
 

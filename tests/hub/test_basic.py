@@ -99,11 +99,11 @@ class Basic(HubTestCase):
             self.assertEqual(log[1]["range"], "bytes=100-199")
 
     def test_cdn_url_expires(self):
-        with self.server("--lfs-threshold", "0", "--cdn-ttl", "1") as hub:
+        with self.server("--lfs-threshold", "0", "--cdn-ttl", "2") as hub:
             loc = hub.head("/demo/stories/resolve/main/config.json").header("Location")
             self.assertEqual(hub.get(loc).status, 200)
             import time
-            time.sleep(2.1)
+            time.sleep(3.1)
             r = hub.get(loc)
             self.assertEqual(r.status, 403)
             self.assertIn(b"expired", r.body)
