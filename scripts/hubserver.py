@@ -447,7 +447,8 @@ class Quota:
 
 FAULT_PHASES = {
     # answered before routing
-    "status": "request", "hang": "request", "cdn_refuse": "request",
+    "status": "request", "hang": "request", "cdn_refuse": "request", "drop": "request",
+    "delay": "request",
     # change a JSON listing (tree, paths-info, repo info siblings)
     "inject_entries": "listing", "hostile_names": "listing", "body": "listing",
     # change the bytes of a file, or how a range of it is answered
@@ -461,6 +462,7 @@ FAULT_SCOPE = ("listener", "bucket", "method", "path", "repo", "file")
 FAULT_COMMON = FAULT_SCOPE + ("kind", "count", "skip", "prob")
 FAULT_PARAMS = {
     "status": {"status", "headers", "t", "message"}, "hang": {"seconds"}, "cdn_refuse": set(),
+    "drop": set(), "delay": {"seconds"},
     "inject_entries": {"entries"}, "hostile_names": set(), "body": {"text", "repeat"},
     "lfs_pointer": set(), "html": set(), "corrupt": {"offset"},
     "ignore_range": set(), "wrong_range": {"shift", "total"}, "gzip": set(),
@@ -1177,13 +1179,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             fault = hub.faults.take(ctx_for_match(ctx), "request")
             if fault is not None:
                 entry["fault"] = fault.kind
-                if fault.kind == "hang":
+                if fault.kind in ("hang", "drop"):
                     entry["status"], entry["bytes"] = 0, 0
                     self.log_now(entry)
-                    hub.stop.wait(float(fault.spec.get("seconds", 3600)))
+                    if fault.kind == "hang":
+                        hub.stop.wait(float(fault.spec.get("seconds", 3600)))
+                    else:
+                        self.server.reset_on_close(self.connection)
                     self.close_connection = True
                     return
-                resp = self.fault_answer(hub, fault, ctx)
+                if fault.kind == "delay":  # a late first byte, then the normal answer
+                    hub.stop.wait(float(fault.spec.get("seconds", 1)))
+                    resp = self.routed(hub, method, ctx)
+                else:
+                    resp = self.fault_answer(hub, fault, ctx)
             else:
                 resp = self.routed(hub, method, ctx)
             entry["repo"] = ctx.get("repo")
@@ -1539,7 +1548,8 @@ repo layout (under --root):
   REPO/.hub/tags/NAME/      a tag with its own files
 
 faults (--fault JSON or POST /_control {"cmd":"fault",...}): kind one of
-  status (status, headers, t, message), hang (seconds), cdn_refuse, inject_entries (entries),
+  status (status, headers, t, message), hang (seconds), drop, delay (seconds), cdn_refuse,
+  inject_entries (entries),
   hostile_names, body (text, repeat), lfs_pointer, html, corrupt (offset), ignore_range,
   wrong_range (shift, total), gzip, reset (after), slow (rate), truncate (after),
   long_body (extra), wrong_length (delta), stall (after, seconds);

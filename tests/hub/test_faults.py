@@ -105,6 +105,18 @@ class Faults(HubTestCase):
                              ("hang", 0, "org/m"))
             self.assertEqual(hub.get("/api/models/org/m").status, 200)  # count 1: spent
 
+    def test_drop_and_delay(self):
+        with self.server() as hub:
+            hub.control(cmd="fault", kind="drop", bucket="api")
+            with self.assertRaises((ConnectionResetError, http.client.RemoteDisconnected)):
+                hub.get("/api/models/org/m")
+            hub.control(cmd="fault", kind="delay", seconds=1, bucket="api")
+            t0 = time.monotonic()
+            self.assertEqual(hub.get("/api/models/org/m").status, 200)
+            self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+            self.assertEqual([(e["status"], e.get("fault")) for e in hub.log()],
+                             [(0, "drop"), (200, "delay")])
+
     def test_truncate_and_wrong_length(self):
         with self.server() as hub:
             loc = self.cdn_location(hub)
