@@ -180,6 +180,28 @@ static int load_options(tok_bpe *m, json_t *model, const char *where, char *err,
     return rc;
 }
 
+#define META "\xE2\x96\x81" /* U+2581, SentencePiece's word start */
+
+/* Record max_len, and which characters precede "▁" inside tokens (see tok_bpe_cut). */
+static int index_cuts(tok_bpe *m)
+{
+    m->meta_id = -1;
+    if (tok_strmap_init(&m->before_meta, 64)) return -ENOMEM;
+    for (size_t e = 0; e < m->vocab.n; e++) {
+        const struct tok_strmap_entry *ent = &m->vocab.ents[e];
+        const char *t = m->vocab.keys.p + ent->off;
+        if (ent->len > m->max_len) m->max_len = ent->len;
+        for (size_t i = 1; i + 3 <= ent->len; i++) {
+            if (memcmp(t + i, META, 3)) continue;
+            size_t k = tok_utf8_last_len(t, i);
+            if (tok_strmap_set(&m->before_meta, t + i - k, k, 1)) return -ENOMEM;
+        }
+    }
+    /* Prefixes and suffixes change the symbols' strings: no cutting then. */
+    if (!m->prefix && !m->suffix) vocab_id(m, META, 3, &m->meta_id);
+    return 0;
+}
+
 static int resolve_specials(tok_bpe *m, json_t *model, const char *where, char *err, size_t errlen)
 {
     m->unk_id = -1;
@@ -207,6 +229,7 @@ int tok_bpe_load(tok_bpe *m, json_t *model, const char *where, char *err, size_t
     if (!rc) rc = index_vocab(m);
     if (!rc) rc = load_merges(m, json_object_get(model, "merges"), where, err, errlen);
     if (!rc) rc = resolve_specials(m, model, where, err, errlen);
+    if (!rc) rc = index_cuts(m);
     if (rc == -ENOMEM) tok_seterr(err, errlen, "%s: out of memory loading the BPE model", where);
     if (rc) tok_bpe_free(m);
     return rc;
@@ -216,6 +239,7 @@ void tok_bpe_free(tok_bpe *m)
 {
     tok_strmap_free(&m->vocab);
     tok_pairmap_free(&m->merges);
+    tok_strmap_free(&m->before_meta);
     free(m->tok);
     free(m->tok_len);
     free(m->prefix);
@@ -385,11 +409,33 @@ static int merge_all(const tok_bpe *m, tok_bpe_scratch *s, size_t nsym)
     return 0;
 }
 
+size_t tok_bpe_cut(const tok_bpe *m, const char *w, size_t n, size_t from)
+{
+    if (m->meta_id < 0 || n <= m->max_len) return n;
+    for (size_t i = from + 1; i + 3 <= n; i++) {
+        const char *hit = memmem(w + i, n - i, META, 3);
+        if (!hit) return n;
+        i = (size_t)(hit - w);
+        size_t k = tok_utf8_last_len(w, i);
+        int32_t id, seen;
+        /* the character before must be its own symbol and never glued to a following ▁ */
+        if (!(k == 3 && !memcmp(w + i - 3, META, 3)) && vocab_id(m, w + i - k, k, &id) &&
+            !tok_strmap_get(&m->before_meta, w + i - k, k, &seen))
+            return i;
+    }
+    return n;
+}
+
 int tok_bpe_word(const tok_bpe *m, tok_bpe_scratch *s, const char *w, size_t n, tok_ids *out)
 {
-    if (!n) return 0;
     int32_t id;
-    if (m->ignore_merges && vocab_id(m, w, n, &id)) return tok_ids_push(out, id);
+    if (n && m->ignore_merges && vocab_id(m, w, n, &id)) return tok_ids_push(out, id);
+    return tok_bpe_part(m, s, w, n, out);
+}
+
+int tok_bpe_part(const tok_bpe *m, tok_bpe_scratch *s, const char *w, size_t n, tok_ids *out)
+{
+    if (!n) return 0;
     if (n > INT32_MAX / 4) return -E2BIG;
     size_t nsym;
     int rc = init_symbols(m, s, w, n, &nsym);

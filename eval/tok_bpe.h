@@ -26,8 +26,11 @@ typedef struct {
     tok_pairmap merges;
     int32_t unk_id; /* -1 when none */
     int fuse_unk, byte_fallback, ignore_merges;
-    char *prefix, *suffix; /* continuing_subword_prefix / end_of_word_suffix, or NULL */
-    int32_t byte_id[256];  /* <0xXX> ids, -1 when absent */
+    char *prefix, *suffix;  /* continuing_subword_prefix / end_of_word_suffix, or NULL */
+    int32_t byte_id[256];   /* <0xXX> ids, -1 when absent */
+    size_t max_len;         /* longest vocab token, bytes */
+    int32_t meta_id;        /* id of "▁" (U+2581), -1 when absent or cutting is off */
+    tok_strmap before_meta; /* characters that precede "▁" inside some vocab token */
 } tok_bpe;
 
 typedef struct {
@@ -44,6 +47,15 @@ void tok_bpe_free(tok_bpe *m);
 
 /* Append the ids of one pre-tokenized word to out. */
 int tok_bpe_word(const tok_bpe *m, tok_bpe_scratch *s, const char *w, size_t n, tok_ids *out);
+
+/* A word with no pre-tokenizer (Llama-2, Gemma: the whole text) can be cut before a "▁" whose
+ * preceding character never precedes "▁" inside a vocab token: no merge can then join the two
+ * sides, so encoding the parts separately gives the same ids, and the parts (words) repeat.
+ * tok_bpe_cut() returns the first such cut after from, or n. Only for words longer than
+ * max_len (ignore_merges looks at whole words); tok_bpe_part() encodes a part without the
+ * ignore_merges shortcut. */
+size_t tok_bpe_cut(const tok_bpe *m, const char *w, size_t n, size_t from);
+int tok_bpe_part(const tok_bpe *m, tok_bpe_scratch *s, const char *w, size_t n, tok_ids *out);
 void tok_bpe_scratch_free(tok_bpe_scratch *s);
 
 #endif

@@ -303,7 +303,7 @@ static int cache_put(struct enc *e, const char *w, size_t n, size_t from)
     return 0;
 }
 
-static int encode_word(struct enc *e, const char *w, size_t n)
+static int encode_word(struct enc *e, const char *w, size_t n, int part)
 {
     int32_t k;
     int cacheable = n <= WORD_CACHE_MAX_LEN && e->cache_n < WORD_CACHE_MAX_ENTRIES;
@@ -311,8 +311,21 @@ static int encode_word(struct enc *e, const char *w, size_t n)
         return tok_ids_append(&e->ids, e->cache_ids.v + e->cache_at[k][0], e->cache_at[k][1]);
     size_t from = e->ids.len;
     int rc = e->t->unigram ? tok_unigram_word(&e->t->uni, &e->uni, w, n, &e->ids)
+             : part        ? tok_bpe_part(&e->t->bpe, &e->bpe, w, n, &e->ids)
                            : tok_bpe_word(&e->t->bpe, &e->bpe, w, n, &e->ids);
     if (!rc && cacheable) rc = cache_put(e, w, n, from);
+    return rc;
+}
+
+/* A word, in parts where the model says the parts are independent (tok_bpe_cut): the parts
+ * of a text without pre-tokenizer are its words and hit the cache. */
+static int encode_long_word(struct enc *e, const char *w, size_t n)
+{
+    size_t cut = e->t->unigram ? n : tok_bpe_cut(&e->t->bpe, w, n, 0);
+    if (cut == n) return encode_word(e, w, n, 0);
+    int rc = 0;
+    for (size_t a = 0; a < n && !rc; a = cut, cut = tok_bpe_cut(&e->t->bpe, w, n, cut))
+        rc = encode_word(e, w + a, cut - a, 1);
     return rc;
 }
 
@@ -341,7 +354,7 @@ static int encode_piece(struct enc *e, const char *s, size_t len, int first)
         rc = tok_pre_apply(t->pre, &e->pre, ns + cut->off, cut->len, first && cut->off == 0,
                            &e->words);
         for (size_t w = 0; w < e->words.n && !rc; w++)
-            rc = encode_word(e, e->words.text.p + e->words.v[w].off, e->words.v[w].len);
+            rc = encode_long_word(e, e->words.text.p + e->words.v[w].off, e->words.v[w].len);
         if (rc) return rc;
     }
     return 0;
