@@ -12,6 +12,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define KN_X86 1
 #endif
@@ -210,8 +211,9 @@ __attribute__((target("avx512f"))) static void kn_cvt_avx512(float *out, const v
 static int kn_has_avx2(void)
 {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    unsigned a, b, c, d; /* F16C: CPUID.1:ECX bit 29 (not every compiler's builtin knows it) */
+    int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
 }
 
 static int kn_has_avx512(void)

@@ -71,38 +71,14 @@ typedef struct {
 /* The weights the SIGBUS handler describes (the entry point's one piece of global state). */
 static const st_set *g_weights;
 
-static void put_str(char *buf, size_t *n, size_t cap, const char *s)
-{
-    while (*s && *n + 1 < cap)
-        buf[(*n)++] = *s++;
-}
-
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
-    (void)uc;
-    char msg[1024];
-    size_t n = 0;
-    const char *path;
-    uint64_t off;
-    put_str(msg, &n, sizeof msg, "hfppl: I/O error reading the weights: ");
-    if (g_weights && st_locate(g_weights, si->si_addr, &path, &off)) {
-        char num[24];
-        int i = (int)sizeof num - 1;
-        num[i] = 0;
-        do
-            num[--i] = (char)('0' + off % 10);
-        while ((off /= 10) && i > 0);
-        put_str(msg, &n, sizeof msg, path);
-        put_str(msg, &n, sizeof msg, " at offset ");
-        put_str(msg, &n, sizeof msg, num + i);
-        put_str(msg, &n, sizeof msg, " could not be read (SIGBUS: truncated file or failed fetch)");
-    } else {
-        put_str(msg, &n, sizeof msg, "SIGBUS outside the weight mappings");
-    }
-    put_str(msg, &n, sizeof msg, "\n");
+    (void)sig, (void)uc;
+    char msg[1024] = "hfppl: ";
+    size_t n = 7 + st_fault_message(g_weights, si->si_addr, msg + 7, sizeof msg - 8);
+    msg[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, msg, n);
     (void)w;
-    (void)sig;
     _exit(EXIT_FAILURE);
 }
 

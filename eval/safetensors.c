@@ -571,3 +571,36 @@ int st_locate(const st_set *s, const void *addr, const char **path, uint64_t *of
     }
     return 0;
 }
+
+static void st_put(char *buf, size_t *n, size_t cap, const char *s)
+{
+    while (*s && *n + 1 < cap)
+        buf[(*n)++] = *s++;
+}
+
+size_t st_fault_message(const st_set *s, const void *addr, char *buf, size_t cap)
+{
+    size_t n = 0;
+    const char *path;
+    uint64_t off;
+    if (cap == 0) return 0;
+    st_put(buf, &n, cap, "I/O error reading the weights: ");
+    if (s && st_locate(s, addr, &path, &off)) {
+        char num[24];
+        int i = (int)sizeof num - 1;
+        num[i] = 0;
+        do
+            num[--i] = (char)('0' + off % 10);
+        while ((off /= 10) && i > 0);
+        st_put(buf, &n, cap, path);
+        st_put(buf, &n, cap, " at offset ");
+        st_put(buf, &n, cap, num + i);
+        st_put(buf, &n, cap,
+               " could not be read (SIGBUS: the file is shorter than its header "
+               "says, or the mount failed to fetch it)");
+    } else {
+        st_put(buf, &n, cap, "SIGBUS outside the weight mappings");
+    }
+    buf[n] = 0;
+    return n;
+}

@@ -83,4 +83,10 @@ void st_willneed(const st_set *s, const st_tensor *t);
  * file) and return 1; else 0. Async-signal-safe: it only reads the set. */
 int st_locate(const st_set *s, const void *addr, const char **path, uint64_t *offset);
 
+/* The one-line report of a failed page fault at addr (SIGBUS) into buf (cap bytes, NUL
+ * terminated): "I/O error reading the weights: FILE at offset N could not be read (...)".
+ * Async-signal-safe (no allocation, no stdio): called from the signal handler. Returns the
+ * length written. */
+size_t st_fault_message(const st_set *s, const void *addr, char *buf, size_t cap);
+
 #endif

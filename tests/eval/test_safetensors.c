@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -258,6 +260,61 @@ static void test_sample(const char *dir)
     }
 }
 
+/* A mapped file that shrinks under the reader: the page fault (SIGBUS) is reported with the
+ * file and offset. The handler jumps back here; the test's own jump buffer is its state. */
+static sigjmp_buf fault_jmp;
+static const st_set *fault_set;
+static char fault_msg[1024];
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig, (void)uc;
+    st_fault_message(fault_set, si->si_addr, fault_msg, sizeof fault_msg);
+    siglongjmp(fault_jmp, 1);
+}
+
+static void test_sigbus(void)
+{
+    static float data[4096];
+    write_st("shrink.safetensors",
+             "{\"w\":{\"dtype\":\"F32\",\"shape\":[4096],\"data_offsets\":[0,16384]}}", data,
+             sizeof data, -1);
+    char path[1024], err[512];
+    join(path, sizeof path, tmpdir, "shrink.safetensors");
+    st_set *s;
+    if (st_open_file(path, 1, &s, err, sizeof err) < 0) {
+        CHECK(0, "%s", err);
+        return;
+    }
+    const st_tensor *t = st_find(s, "w");
+    if (truncate(path, 64) != 0) {
+        CHECK(0, "truncate");
+        st_close(s);
+        return;
+    }
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGBUS, &sa, &old);
+    fault_set = s;
+    volatile float sink = 0;
+    if (sigsetjmp(fault_jmp, 1) == 0) {
+        const volatile float *p = (const volatile float *)t->data;
+        sink += p[3000]; /* page 3 of the data: beyond the new end of the file */
+        CHECK(0, "reading past the truncated end did not fault");
+    }
+    (void)sink;
+    sigaction(SIGBUS, &old, NULL);
+    /* the faulting float is at file offset 8 + header length + 3000 * 4 */
+    char want[1100];
+    size_t hlen = strlen("{\"w\":{\"dtype\":\"F32\",\"shape\":[4096],\"data_offsets\":[0,16384]}}");
+    snprintf(want, sizeof want, "%s at offset %zu ", path, 8 + hlen + 12000);
+    CHECK(strstr(fault_msg, want) != NULL, "fault message '%s' lacks '%s'", fault_msg, want);
+    CHECK(strstr(fault_msg, "could not be read") != NULL, "fault message: %s", fault_msg);
+    st_close(s);
+}
+
 /* Inputs the fuzzer found (or edge cases kept with them): each must give a result or a
  * message, under the sanitizers without a report. */
 static void test_regressions(const char *dir)
@@ -296,6 +353,7 @@ int main(int argc, char **argv)
     test_good();
     test_bad();
     test_index();
+    test_sigbus();
     if (argc > 1) test_sample(argv[1]);
     if (argc > 2) test_regressions(argv[2]);
     char cmd[600];
