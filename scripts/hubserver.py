@@ -591,6 +591,12 @@ class Response:
             self.headers.update(extra)
         return self
 
+    def chunk(self, off, n):
+        """n body bytes from offset off (within this answer's range)."""
+        if self.blob is not None:
+            return self.blob.read(self.start + off, n)
+        return self.body[off:off + n]
+
     def materialize(self):
         if self.blob is not None:
             self.body = self.blob.read(self.start, self.length)
@@ -1276,37 +1282,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if kind in ("truncate", "reset", "stall"):
             limit = min(resp.length, int(fault.spec.get("after", resp.length // 2)))
         rate = float(fault.spec["rate"]) if kind == "slow" else None
-        if kind == "stall":
-            # part of the body, then silence on an open connection, then the rest
-            resp.materialize()
-            self.wfile.write(resp.body[:limit])
-            entry["bytes"] = limit
-            if not hub.stop.wait(float(fault.spec.get("seconds", 3600))):
-                self.wfile.write(resp.body[limit:])
-                entry["bytes"] = resp.length
+        if kind is None and resp.blob is not None and resp.blob.path is not None:
+            with open(resp.blob.path, "rb") as f:  # the fast path: the kernel copies
+                entry["bytes"] = self.connection.sendfile(f, resp.start, limit) if limit else 0
             return
-        if resp.blob is not None and resp.blob.path is not None and rate is None:
-            with open(resp.blob.path, "rb") as f:
-                sent = self.connection.sendfile(f, resp.start, limit) if limit else 0
-            entry["bytes"] = sent
-        else:
-            resp.materialize()
-            data = resp.body[:limit]
-            step = max(1, min(65536, int(rate / 10))) if rate else 1 << 20
-            for i in range(0, len(data), step):
-                self.wfile.write(data[i:i + step])
-                entry["bytes"] += len(data[i:i + step])
-                if rate:
-                    if hub.stop.wait(len(data[i:i + step]) / rate):
-                        break
-        if kind == "long_body":
+        if not self.write_range(resp, 0, limit, rate, entry, hub):
+            return
+        if kind == "stall":
+            # then silence on the open connection, then the rest
+            if not hub.stop.wait(float(fault.spec.get("seconds", 3600))):
+                self.write_range(resp, limit, resp.length, None, entry, hub)
+        elif kind == "long_body":
             extra = b"X" * int(fault.spec.get("extra", 64))
             self.wfile.write(extra)
             entry["bytes"] += len(extra)
-        if kind == "reset":
+        elif kind == "reset":
             self.server.reset_on_close(self.connection)
         if kind in ("truncate", "reset", "long_body", "wrong_length"):
             self.close_connection = True
+
+    def write_range(self, resp, start, end, rate, entry, hub):
+        """Body bytes [start, end) in chunks, at most `rate` bytes/s; False if stopped."""
+        step = max(1, min(65536, int(rate / 10))) if rate else 1 << 20
+        for off in range(start, end, step):
+            chunk = resp.chunk(off, min(step, end - off))
+            self.wfile.write(chunk)
+            entry["bytes"] += len(chunk)
+            if rate and hub.stop.wait(len(chunk) / rate):
+                return False
+        return True
 
     # -- the control endpoint
 
