@@ -437,7 +437,7 @@ int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n_ids, char **
         const char *s;
         size_t n;
         if (a)
-            rc = tok_strs_add(&toks, a->content, a->len);
+            rc = tok_strs_add(&toks, a->match, a->match_len); /* as the library: normalized form */
         else if ((s = model_token(t, ids[i], &n)))
             rc = tok_strs_add(&toks, s, n);
         else {

@@ -48,6 +48,29 @@ def check_cases(drv, tdir, cases, tmp):
                 what = c.get("text", c.get("hex"))
                 print(f"FAIL {c['src']} special={c['special']} text={what!r:.80}\n"
                       f"  got  {got[:24]}\n  want {c['ids'][:24]}")
+    return bad + check_decode(drv, tdir, cases, tmp)
+
+
+def check_decode(drv, tdir, cases, tmp):
+    """tok_decode(ids) against the library's decode(ids, skip_special_tokens=False)."""
+    path = os.path.join(tmp, "ids.txt")
+    with open(path, "w") as f:
+        for c in cases:
+            f.write(" ".join(map(str, c["ids"])) + "\n")
+    out = subprocess.run([drv, "unbatch", tdir, path], capture_output=True, text=True,
+                         timeout=600)
+    if out.returncode:
+        print(f"FAIL: tokdrv unbatch: {out.stderr.strip()}")
+        return len(cases)
+    bad = 0
+    for c, line in zip(cases, out.stdout.split("\n")):
+        got = bytes.fromhex(line.strip()).decode("utf-8", "replace")
+        if got != c["decoded"]:
+            bad += 1
+            if bad <= 10:
+                print(f"FAIL decode {c['src']} special={c['special']}\n  got  {got!r:.120}\n"
+                      f"  want {c['decoded']!r:.120}")
+    print(f"{'ok' if not bad else 'FAIL'} {len(cases) - bad}/{len(cases)} decodes")
     return bad
 
 

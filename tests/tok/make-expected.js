@@ -121,7 +121,8 @@ async function runCases(tok, cases) {
     const text = caseText(c);
     for (const special of c.special === undefined ? [true, false] : [c.special]) {
       const got = await ids(tok, text, special);
-      const r = { src: c.src, special, ids: got };
+      // decode(ids, skip_special_tokens=false): what tok_decode must give back
+      const r = { src: c.src, special, ids: got, decoded: await tok.decode(got, false) };
       if (c.hex !== undefined) r.hex = c.hex; else r.text = c.text;
       if (c.want && JSON.stringify(c.want) !== JSON.stringify(got)) {
         console.error(`note: ${c.src}: reference differs from the vector file`);

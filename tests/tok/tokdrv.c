@@ -5,6 +5,7 @@
  *   tokdrv batch DIR FILE     lines "S HEX" (S = 1 adds special tokens): a line of ids each
  *   tokdrv threads DIR FILE N   N threads encode at once; all must equal one encode
  *   tokdrv split FILE           lines "PRE_TOKENIZER_JSON<TAB>HEX": the words, hex, one line each
+ *   tokdrv unbatch DIR FILE     lines of ids: the decoded text of each, hex, one line each
  *   tokdrv info DIR                                      vocab size, BOS/EOS ids
  *   tokdrv time DIR FILE REPEAT                          seconds per encode (best of REPEAT)
  * Errors go to stderr with the library's message; the exit status is 1. */
@@ -70,6 +71,12 @@ static void print_ids(const int32_t *ids, size_t n)
     putchar('\n');
 }
 
+static void print_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        printf("%02x", (unsigned char)s[i]);
+}
+
 static int hexval(char c)
 {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
@@ -99,6 +106,37 @@ static int encode_batch(tok_tokenizer *t, char *text, size_t len)
         free(ids);
         a = b + 1;
     }
+    return 0;
+}
+
+/* Each line a list of ids; print tok_decode() of it in hex (decoder checks). */
+static int decode_batch(tok_tokenizer *t, char *text, size_t len)
+{
+    char err[512];
+    int32_t *ids = malloc((len / 2 + 1) * sizeof *ids);
+    if (!ids) return 1;
+    for (size_t a = 0; a < len;) {
+        char *nl = memchr(text + a, '\n', len - a);
+        size_t b = nl ? (size_t)(nl - text) : len, n = 0;
+        text[b] = '\0';
+        for (char *p = text + a, *end; *p; p = end) {
+            long v = strtol(p, &end, 10);
+            if (end == p) break;
+            ids[n++] = (int32_t)v;
+        }
+        char *out;
+        size_t olen;
+        if (tok_decode(t, ids, n, &out, &olen, err, sizeof err)) {
+            fprintf(stderr, "%s\n", err);
+            free(ids);
+            return 1;
+        }
+        print_hex(out, olen);
+        putchar('\n');
+        free(out);
+        a = b + 1;
+    }
+    free(ids);
     return 0;
 }
 
@@ -150,6 +188,7 @@ static int run(tok_tokenizer *t, const char *cmd, char *text, size_t len, int ar
     int32_t *ids;
     size_t n;
     if (!strcmp(cmd, "batch")) return encode_batch(t, text, len);
+    if (!strcmp(cmd, "unbatch")) return decode_batch(t, text, len);
     if (!strcmp(cmd, "threads")) return encode_threads(t, text, len, argc > 4 ? atoi(argv[4]) : 4);
     if (!strcmp(cmd, "time")) {
         int rep = argc > 4 ? atoi(argv[4]) : 3;
@@ -198,12 +237,6 @@ static int run(tok_tokenizer *t, const char *cmd, char *text, size_t len, int ar
         printf("roundtrip ok: %zu bytes, %zu ids\n", len, n);
     free(back);
     return !same;
-}
-
-static void print_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        printf("%02x", (unsigned char)s[i]);
 }
 
 /* Pre-tokenize each line's text with its own pre-tokenizer node (regex oracle checks). */
