@@ -327,6 +327,18 @@ static const char *model_name(const char *dir, char *buf, size_t cap)
     return prev ? prev + 1 : buf;
 }
 
+/* Resident anonymous memory (not the mapped weights' page cache), from /proc/self/status. */
+static long long rss_anon_bytes(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "RssAnon: %lld kB", &kb) == 1) break;
+    if (f) fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
 static int write_json(const opts *o, const mdl_model *m, const ppl_params *pp, const ppl_result *r,
                       const char *sha, double secs, int threads)
 {
@@ -348,6 +360,9 @@ static int write_json(const opts *o, const mdl_model *m, const ppl_params *pp, c
     if (!j) return die("%s: cannot build the JSON result%s", o->json, "");
     if (pp->method == PPL_LLAMACPP) json_object_set_new(j, "ppl_err", json_real(r->ppl_err));
     json_object_set_new(j, "isa", json_string(kn_isa_name(kn_isa_best())));
+    json_object_set_new(j, "weight_bytes", json_integer((json_int_t)mdl_weight_bytes(m)));
+    json_object_set_new(j, "rss_anon_bytes", json_integer(rss_anon_bytes()));
+    json_object_set_new(j, "mmap", json_boolean(o->use_mmap));
     int rc = json_dump_file(j, o->json, JSON_INDENT(1) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
     json_decref(j);
     if (rc != 0) return die("%s: cannot write the JSON result: %s", o->json, strerror(errno));
@@ -369,6 +384,9 @@ static void print_report(const opts *o, const mdl_model *m, const ppl_params *pp
     else
         printf("perplexity  %.6f\n", r->ppl);
     printf("mean NLL    %.9f (total %.6f)\n", r->mean_nll, r->nll);
+    printf("memory      %.1f MiB resident anonymous, weights %.1f MiB %s\n",
+           (double)rss_anon_bytes() / 1048576.0, (double)mdl_weight_bytes(m) / 1048576.0,
+           o->use_mmap ? "mapped, not copied" : "read into memory (--no-mmap)");
     printf("speed       %.1f tokens/s (%zu evaluated in %.2f s, %d threads, %s)\n",
            secs > 0 ? (double)r->evaluated / secs : 0.0, r->evaluated, secs, threads,
            kn_isa_name(kn_isa_best()));

@@ -54,7 +54,7 @@ struct mdl_model {
     mdl_layer *layers;
     st_set *st;
     const kn_isa *isa;
-    uint64_t n_params;
+    uint64_t n_params, weight_bytes;
     st_dtype dtype;
     mdl_ws ws;
 };
@@ -351,7 +351,10 @@ static st_tensor *bind_tensor(mdl_bind *b, const char *name, int required)
                          st_file_path(b->m->st, t->file), name, st_dtype_name(t->dtype));
         return NULL;
     }
-    if (!t->used) b->m->n_params += st_elements(t);
+    if (!t->used) {
+        b->m->n_params += st_elements(t);
+        b->m->weight_bytes += t->end - t->begin;
+    }
     t->used = 1;
     if (b->layer &&
         b->layer->n_tensors < (int)(sizeof b->layer->tensors / sizeof b->layer->tensors[0]))
@@ -630,7 +633,10 @@ static void mdl_rope_apply(const mdl_model *m, float *x, size_t t)
 
 /* ---- workspace ---- */
 
-#define MDL_LOGIT_ROWS 512 /* rows of logits per vocabulary product: fewer re-packs of the head */
+/* Rows of logits per vocabulary product: more rows re-pack the head less often, fewer keep the
+ * buffer small; 64 MiB of logits at most, 64..512 rows. */
+#define MDL_LOGIT_BYTES (64u << 20)
+#define MDL_LOGIT_ROWS 512
 #define MDL_ATT_ROWS 32    /* query rows per attention task */
 
 static void mdl_ws_free(mdl_ws *w)
@@ -646,7 +652,9 @@ static int mdl_ws_reserve(mdl_model *m, size_t n)
     if (w->cap_t >= n) return 0;
     mdl_ws_free(w);
     size_t d = m->d, qd = m->n_heads * m->head_dim, kvd = m->n_kv * m->head_dim;
-    size_t rows = n < MDL_LOGIT_ROWS ? n : MDL_LOGIT_ROWS;
+    size_t rows = MDL_LOGIT_BYTES / sizeof(float) / m->vocab;
+    rows = rows < 64 ? 64 : rows > MDL_LOGIT_ROWS ? MDL_LOGIT_ROWS : rows;
+    rows = n < rows ? n : rows;
     w->x = malloc(n * d * sizeof(float));
     w->xn = malloc(n * d * sizeof(float));
     w->tmp = malloc(n * d * sizeof(float));
@@ -1013,6 +1021,11 @@ const char *mdl_dtype(const mdl_model *m)
 uint64_t mdl_n_params(const mdl_model *m)
 {
     return m->n_params;
+}
+
+uint64_t mdl_weight_bytes(const mdl_model *m)
+{
+    return m->weight_bytes;
 }
 
 size_t mdl_vocab(const mdl_model *m)

@@ -33,12 +33,13 @@ typedef struct {
 int mdl_load(const char *dir, const mdl_options *opt, mdl_model **out, char *err, size_t errlen);
 void mdl_free(mdl_model *m);
 
-const char *mdl_type(const mdl_model *m);   /* config model_type */
-const char *mdl_dtype(const mdl_model *m);  /* storage dtype of the matrices, e.g. "BF16" */
-uint64_t mdl_n_params(const mdl_model *m);  /* elements of all used tensors (tied: once) */
-size_t mdl_vocab(const mdl_model *m);       /* output rows = softmax size */
-size_t mdl_max_ctx(const mdl_model *m);     /* longest window the model accepts, 0: no limit */
-size_t mdl_trained_ctx(const mdl_model *m); /* max_position_embeddings (0 if not given) */
+const char *mdl_type(const mdl_model *m);      /* config model_type */
+const char *mdl_dtype(const mdl_model *m);     /* storage dtype of the matrices, e.g. "BF16" */
+uint64_t mdl_n_params(const mdl_model *m);     /* elements of all used tensors (tied: once) */
+uint64_t mdl_weight_bytes(const mdl_model *m); /* bytes of those tensors as stored */
+size_t mdl_vocab(const mdl_model *m);          /* output rows = softmax size */
+size_t mdl_max_ctx(const mdl_model *m);        /* longest window the model accepts, 0: no limit */
+size_t mdl_trained_ctx(const mdl_model *m);    /* max_position_embeddings (0 if not given) */
 const st_set *mdl_weights(const mdl_model *m);
 
 /* Evaluate ids[0..n) as one window and write nll[i] = -log p(ids[t] | ids[0..t)) for the

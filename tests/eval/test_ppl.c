@@ -173,27 +173,32 @@ static void finish(st_writer *w, const char *dir, const char *config)
 
 enum { V = 37, D = 8, F = 16, L = 2 };
 
-static void make_llama(const char *dir)
+static void llama_tensors(st_writer *w, int layers, int zero_head)
 {
-    st_writer w = {.header = "{", .hlen = 1};
     char nm[128];
-    add(&w, "model.embed_tokens.weight", V, D, 0);
-    add(&w, "lm_head.weight", V, D, 1);
-    add(&w, "model.norm.weight", D, 0, 0);
-    for (int l = 0; l < L; l++) {
+    add(w, "model.embed_tokens.weight", V, D, 0);
+    add(w, "lm_head.weight", V, D, zero_head);
+    add(w, "model.norm.weight", D, 0, 0);
+    for (int l = 0; l < layers; l++) {
         const char *parts[][3] = {{"self_attn.q_proj", "8", "8"}, {"self_attn.k_proj", "4", "8"},
                                   {"self_attn.v_proj", "4", "8"}, {"self_attn.o_proj", "8", "8"},
                                   {"mlp.gate_proj", "16", "8"},   {"mlp.up_proj", "16", "8"},
                                   {"mlp.down_proj", "8", "16"}};
         for (size_t p = 0; p < 7; p++) {
             snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, parts[p][0]);
-            add(&w, nm, (size_t)atoi(parts[p][1]), (size_t)atoi(parts[p][2]), 0);
+            add(w, nm, (size_t)atoi(parts[p][1]), (size_t)atoi(parts[p][2]), 0);
         }
         snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
-        add(&w, nm, D, 0, 0);
+        add(w, nm, D, 0, 0);
         snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
-        add(&w, nm, D, 0, 0);
+        add(w, nm, D, 0, 0);
     }
+}
+
+static void make_llama(const char *dir)
+{
+    st_writer w = {.header = "{", .hlen = 1};
+    llama_tensors(&w, L, 1);
     finish(&w, dir,
            "{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":16,"
            "\"num_hidden_layers\":2,\"num_attention_heads\":2,\"num_key_value_heads\":1,"
@@ -326,12 +331,55 @@ static void test_uniform(const char *root)
     pool_free(p);
 }
 
+/* Mistral's sliding window: with one layer and RoPE (relative positions), the prediction at
+ * position p with window W equals the last prediction of a window holding only the W tokens
+ * that position may see, ids[p-W+1 .. p], evaluated alone. */
+static void test_mistral_window(const char *root)
+{
+    char dir[512], err[1024];
+    snprintf(dir, sizeof dir, "%s/mistral", root);
+    mkdir(dir, 0700);
+    st_writer w = {.header = "{", .hlen = 1};
+    llama_tensors(&w, 1, 0);
+    finish(&w, dir,
+           "{\"model_type\":\"mistral\",\"hidden_size\":8,\"intermediate_size\":16,"
+           "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"num_key_value_heads\":1,"
+           "\"rms_norm_eps\":1e-5,\"vocab_size\":37,\"sliding_window\":4}");
+    mdl_options o = {1, 1, NULL};
+    mdl_model *m;
+    pool *p;
+    if (mdl_load(dir, &o, &m, err, sizeof err) < 0 || pool_create(2, &p) < 0) {
+        CHECK(0, "mistral: %s", err);
+        return;
+    }
+    enum { N = 24, W = 4 };
+    int32_t ids[N];
+    double full[N], one;
+    for (int i = 0; i < N; i++)
+        ids[i] = (int32_t)((i * 11 + 5) % V);
+    CHECK(mdl_window_nll(m, p, ids, N, 1, full, err, sizeof err) == 0, "%s", err);
+    double worst = 0, spread = 0;
+    for (int q = 1; q + 1 < N; q++) { /* query position q predicts ids[q + 1] */
+        int lo = q + 1 > W ? q + 1 - W : 0;
+        CHECK(mdl_window_nll(m, p, ids + lo, (size_t)(q + 2 - lo), (size_t)(q + 1 - lo), &one, err,
+                             sizeof err) == 0,
+              "%s", err);
+        worst = fmax(worst, fabs(one - full[q]));
+        spread = fmax(spread, fabs(full[q] - full[1]));
+    }
+    CHECK(worst < 1e-5, "sliding window: predictions differ by %g from the windowed prefix", worst);
+    CHECK(spread > 1e-3, "the test model's predictions do not vary (%g)", spread);
+    mdl_free(m);
+    pool_free(p);
+}
+
 int main(void)
 {
     test_windows();
     char root[] = "/tmp/hfppl-ppl-XXXXXX";
     if (!mkdtemp(root)) return 1;
     test_uniform(root);
+    test_mistral_window(root);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
