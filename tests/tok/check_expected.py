@@ -74,6 +74,19 @@ def check_decode(drv, tdir, cases, tmp):
     return bad
 
 
+def check_info(drv, tdir, info):
+    """Vocabulary size (with added tokens) and the BOS id the template adds."""
+    out = subprocess.run([drv, "info", tdir], capture_output=True, text=True, timeout=120)
+    f = out.stdout.split()
+    got = (int(f[1]), int(f[3])) if out.returncode == 0 and len(f) >= 4 else None
+    want = (info["vocab_size"], info["before"][0] if info["before"] else -1)
+    if got != want:
+        print(f"FAIL info: got (vocab, bos) {got} {out.stderr.strip()}, want {want}")
+        return 1
+    print(f"ok info: vocab {got[0]}, bos {got[1]}")
+    return 0
+
+
 def check_texts(drv, tdir, texts, data):
     files = {"wikitext": "text/wikitext-2-raw/wiki.test.raw",
              "shakespeare": "text/tinyshakespeare/input.txt",
@@ -107,6 +120,7 @@ def main():
         bad = check_cases(drv, tdir, exp["cases"], tmp)
         print(f"{'ok' if not bad else 'FAIL'} {len(exp['cases']) - bad}/{len(exp['cases'])} "
               f"cases of {os.path.basename(exp_path)}")
+        bad += check_info(drv, tdir, exp["info"])
         bad += check_texts(drv, tdir, exp["texts"], data)
     return 1 if bad else 0
 

@@ -150,6 +150,15 @@ async function textIds(tok, name, file, full) {
   return out;
 }
 
+// Vocabulary size with added tokens, and what the template puts around a sequence.
+async function info(tok) {
+  const plain = await ids(tok, 'x', false), full = await ids(tok, 'x', true);
+  let i = 0;
+  while (i < full.length && full[i] !== plain[0]) i++;
+  return { vocab_size: tok.getVocabSize(true), before: full.slice(0, i),
+    after: full.slice(i + plain.length) };
+}
+
 function variantJson(v) {
   const j = JSON.parse(fs.readFileSync(path.join(TOK, v.base, 'tokenizer.json'), 'utf8'));
   Object.assign(j, v.set || {});
@@ -166,7 +175,7 @@ async function main() {
     let texts = {};
     for (const [tname, file] of Object.entries(TEXTS))
       Object.assign(texts, await textIds(tok, tname, file, MAIN.includes(name)));
-    write(`${name}.json.gz`, { tokenizer: name, cases, texts });
+    write(`${name}.json.gz`, { tokenizer: name, info: await info(tok), cases, texts });
   }
   const variants = JSON.parse(fs.readFileSync(path.join(__dirname, 'variants.json'))).variants;
   for (const v of variants.filter((x) => wanted(`variant-${x.name}`))) {
@@ -175,7 +184,8 @@ async function main() {
     const cases = await runCases(tok, extraCases());
     const texts = await textIds(tok, 'tinystories', TEXTS.tinystories, true);
     Object.assign(texts, await textIds(tok, 'shakespeare', TEXTS.shakespeare, false));
-    write(`variant-${v.name}.json.gz`, { tokenizer: v.base, variant: v.name, cases, texts });
+    write(`variant-${v.name}.json.gz`,
+      { tokenizer: v.base, variant: v.name, info: await info(tok), cases, texts });
   }
 }
 
