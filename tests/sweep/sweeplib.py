@@ -194,6 +194,11 @@ class Hub:
             self.log = None
 
 
+def is_mounted(path):
+    with open("/proc/self/mounts", encoding="utf-8") as f:
+        return any(line.split()[1] == os.path.realpath(path) for line in f if line.strip())
+
+
 def unmount_leftovers(out):
     """Unmount what a kill -9'd hfsweep left mounted (it records its mount point in OUT/.mount)."""
     try:
@@ -201,7 +206,7 @@ def unmount_leftovers(out):
             mnt = json.load(f).get("mountpoint")
     except (OSError, ValueError):
         return
-    if mnt and os.path.ismount(mnt):
+    if mnt and is_mounted(mnt):
         if subprocess.run(["fusermount3", "-u", mnt], capture_output=True).returncode != 0:
             subprocess.run(["fusermount3", "-uz", mnt], capture_output=True)
 
@@ -313,4 +318,4 @@ def main():
 
 
 __all__ = ["SweepCase", "Hub", "refs", "TEXT", "SAMPLE", "load_hfsweep", "wait_for", "main",
-           "signal", "unmount_leftovers", "REL_TOL", "read_text"]
+           "signal", "unmount_leftovers", "is_mounted", "REL_TOL", "read_text"]

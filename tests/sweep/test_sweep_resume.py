@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sweeplib  # noqa: E402
@@ -81,6 +82,39 @@ class KillAndResume(SweepCase):
         self.assertEqual(r.returncode, 0, self.explain())
         oks = [x["model"] for x in self.results() if x["status"] == "ok"]
         self.assertEqual(sorted(oks), self.models)
+
+
+class StuckMount(SweepCase):
+    """A read the mount cannot answer (the Hub hangs) blocks hfppl uninterruptibly inside FUSE;
+    SIGTERM must still end the sweep promptly, unmount, and leave no process behind."""
+
+    def test_sigterm_while_a_read_hangs(self):
+        for m in ("demo/ok", "demo/hangs"):
+            self.hub.add_unique(m, m)
+        self.hub.start("--fault", json.dumps({"kind": "hang", "seconds": 600,
+                                              "repo": "demo/hangs", "count": -1}))
+        mfile = os.path.join(self.work, "models.txt")
+        with open(mfile, "w", encoding="utf-8") as f:
+            f.write("demo/ok\ndemo/hangs\n")
+        p = self.start_sweep("--models", mfile, *self.base_args(), "--ctx", "256", "--stride",
+                             "128")
+        wait_for(lambda: os.path.exists(os.path.join(self.out, "results.jsonl")), 120,
+                 "the first model")
+        with open(os.path.join(self.out, ".mount"), encoding="utf-8") as f:
+            st = json.load(f)
+        time.sleep(2)  # the second run is now stuck on the mount
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(timeout=60), 128 + signal.SIGTERM)
+        self.assertLess(time.monotonic() - t0, 45)
+        self.assertFalse(sweeplib.is_mounted(st["mountpoint"]), "the mount was left behind")
+        self.assertIsNotNone(st.get("daemon"))
+        wait_for(lambda: not os.path.exists(f"/proc/{st['daemon']}"), 20, "hfmount to exit")
+        recs = self.results()
+        self.assertEqual([r["model"] for r in recs], ["demo/ok"])
+        with open(os.path.join(self.work, "requests.jsonl"), encoding="utf-8") as f:
+            hung = [json.loads(ln) for ln in f if '"hang"' in ln]
+        self.assertTrue(hung, "the hang fault never fired: the test proves nothing")
 
 
 if __name__ == "__main__":
