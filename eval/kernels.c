@@ -22,7 +22,12 @@
 #define KN_MR_MAX 16
 #define KN_NR_MAX 32
 
-typedef void (*kn_kernel_fn)(const float *const *a, const float *bp, size_t kc, float *ct);
+static const float kn_zeros[KN_NR_MAX]; /* the start of a product without bias */
+
+/* c[i][j] (row stride ldc) = start[j] (when start != NULL) or c[i][j], plus
+ * sum_k a[i][k] * bp[k][j], for an MR × NR tile. */
+typedef void (*kn_kernel_fn)(const float *const *a, const float *bp, size_t kc, float *c,
+                             size_t ldc, const float *start);
 typedef void (*kn_cvt_fn)(float *out, const void *data, kn_dtype dtype, size_t n);
 
 struct kn_isa {
@@ -98,14 +103,16 @@ static size_t kn_dtype_size(kn_dtype d)
     return d == KN_F32 ? 4 : 2;
 }
 
-/* ---- micro-kernels: ct[MR][NR] += sum_k a[i][k] * bp[k][j] ---- */
+/* ---- micro-kernels (see kn_kernel_fn) ---- */
 
 #define KN_P_MR 4
 #define KN_P_NR 16
-static void kn_kernel_portable(const float *const *a, const float *bp, size_t kc, float *ct)
+static void kn_kernel_portable(const float *const *a, const float *bp, size_t kc, float *c,
+                               size_t ldc, const float *start)
 {
     float acc[KN_P_MR][KN_P_NR];
-    memcpy(acc, ct, sizeof acc);
+    for (int i = 0; i < KN_P_MR; i++)
+        memcpy(acc[i], start ? start : c + (size_t)i * ldc, sizeof acc[i]);
     for (size_t k = 0; k < kc; k++) {
         const float *b = bp + k * KN_P_NR;
         for (int i = 0; i < KN_P_MR; i++) {
@@ -114,7 +121,8 @@ static void kn_kernel_portable(const float *const *a, const float *bp, size_t kc
                 acc[i][j] = fmaf(av, b[j], acc[i][j]);
         }
     }
-    memcpy(ct, acc, sizeof acc);
+    for (int i = 0; i < KN_P_MR; i++)
+        memcpy(c + (size_t)i * ldc, acc[i], sizeof acc[i]);
 }
 
 static int kn_always(void)
@@ -123,14 +131,17 @@ static int kn_always(void)
 }
 
 #ifdef KN_X86
-__attribute__((target("avx2,fma"))) static void
-kn_kernel_avx2(const float *const *a, const float *bp, size_t kc, float *ct)
+__attribute__((target("avx2,fma"))) static void kn_kernel_avx2(const float *const *a,
+                                                               const float *bp, size_t kc,
+                                                               float *ct, size_t ldc,
+                                                               const float *start)
 {
     enum { MR = 6, NR = 16 };
     __m256 c[MR][2];
     for (int i = 0; i < MR; i++) {
-        c[i][0] = _mm256_loadu_ps(ct + i * NR);
-        c[i][1] = _mm256_loadu_ps(ct + i * NR + 8);
+        const float *src = start ? start : ct + (size_t)i * ldc;
+        c[i][0] = _mm256_loadu_ps(src);
+        c[i][1] = _mm256_loadu_ps(src + 8);
     }
     for (size_t k = 0; k < kc; k++) {
         __m256 b0 = _mm256_load_ps(bp + k * NR), b1 = _mm256_load_ps(bp + k * NR + 8);
@@ -141,19 +152,22 @@ kn_kernel_avx2(const float *const *a, const float *bp, size_t kc, float *ct)
         }
     }
     for (int i = 0; i < MR; i++) {
-        _mm256_storeu_ps(ct + i * NR, c[i][0]);
-        _mm256_storeu_ps(ct + i * NR + 8, c[i][1]);
+        _mm256_storeu_ps(ct + (size_t)i * ldc, c[i][0]);
+        _mm256_storeu_ps(ct + (size_t)i * ldc + 8, c[i][1]);
     }
 }
 
-__attribute__((target("avx512f"))) static void
-kn_kernel_avx512(const float *const *a, const float *bp, size_t kc, float *ct)
+__attribute__((target("avx512f"))) static void kn_kernel_avx512(const float *const *a,
+                                                                const float *bp, size_t kc,
+                                                                float *ct, size_t ldc,
+                                                                const float *start)
 {
     enum { MR = 12, NR = 32 };
     __m512 c[MR][2];
     for (int i = 0; i < MR; i++) {
-        c[i][0] = _mm512_loadu_ps(ct + i * NR);
-        c[i][1] = _mm512_loadu_ps(ct + i * NR + 16);
+        const float *src = start ? start : ct + (size_t)i * ldc;
+        c[i][0] = _mm512_loadu_ps(src);
+        c[i][1] = _mm512_loadu_ps(src + 16);
     }
     for (size_t k = 0; k < kc; k++) {
         __m512 b0 = _mm512_load_ps(bp + k * NR), b1 = _mm512_load_ps(bp + k * NR + 16);
@@ -164,8 +178,8 @@ kn_kernel_avx512(const float *const *a, const float *bp, size_t kc, float *ct)
         }
     }
     for (int i = 0; i < MR; i++) {
-        _mm512_storeu_ps(ct + i * NR, c[i][0]);
-        _mm512_storeu_ps(ct + i * NR + 16, c[i][1]);
+        _mm512_storeu_ps(ct + (size_t)i * ldc, c[i][0]);
+        _mm512_storeu_ps(ct + (size_t)i * ldc + 16, c[i][1]);
     }
 }
 
@@ -278,15 +292,14 @@ static void kn_pack(const kn_isa *isa, float *bp, const kn_weight *B, size_t k0,
     }
 }
 
+/* An edge tile (fewer than MR rows or NR columns) goes through ct[MR][NR]: its valid part is
+ * copied in (from C, or the bias on the first k block), the rest is zero and never stored. */
 static void kn_tile_in(float *ct, const float *C, size_t ldc, size_t rows, size_t cols, int nr,
-                       int first, const float *bias)
+                       int mr, const float *start)
 {
+    memset(ct, 0, (size_t)mr * (size_t)nr * sizeof *ct);
     for (size_t i = 0; i < rows; i++)
-        for (size_t j = 0; j < (size_t)nr; j++)
-            ct[i * (size_t)nr + j] = j >= cols ? 0.0f
-                                     : !first  ? C[i * ldc + j]
-                                     : bias    ? bias[j]
-                                               : 0.0f;
+        memcpy(ct + i * (size_t)nr, start ? start : C + i * ldc, cols * sizeof *ct);
 }
 
 static void kn_tile_out(float *C, size_t ldc, const float *ct, size_t rows, size_t cols, int nr)
@@ -315,9 +328,15 @@ static void kn_gemm_block(const kn_isa *isa, float *bp, float *row, float *C, si
                 size_t c0 = p * (size_t)nr;
                 size_t cols = nb - c0 < (size_t)nr ? nb - c0 : (size_t)nr;
                 float *cp = C + m0 * ldc + n0 + c0;
-                kn_tile_in(ct, cp, ldc, rows, cols, nr, k0 == 0, bias ? bias + n0 + c0 : NULL);
-                isa->kernel(a, bp + p * kc * (size_t)nr, kc, ct);
-                kn_tile_out(cp, ldc, ct, rows, cols, nr);
+                const float *start = k0 > 0 ? NULL : bias ? bias + n0 + c0 : kn_zeros;
+                const float *panel = bp + p * kc * (size_t)nr;
+                if (rows == (size_t)mr && cols == (size_t)nr) {
+                    isa->kernel(a, panel, kc, cp, ldc, start);
+                } else {
+                    kn_tile_in(ct, cp, ldc, rows, cols, nr, mr, start);
+                    isa->kernel(a, panel, kc, ct, (size_t)nr, NULL);
+                    kn_tile_out(cp, ldc, ct, rows, cols, nr);
+                }
             }
         }
     }
@@ -422,10 +441,13 @@ void kn_gelu_erf(float *x, size_t n)
 
 void kn_gelu_tanh(float *x, size_t n)
 {
+    /* 0.5 * (1 + tanh(u)) == 1 / (1 + exp(-2u)) exactly: one expf instead of tanhf (which
+     * calls expm1f), and no cancellation near -1. */
     const float c = 0.7978845608028654f; /* sqrt(2/pi) */
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
-        x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
+        float u = c * (v + 0.044715f * v * v * v);
+        x[i] = v / (1.0f + expf(-2.0f * u));
     }
 }
 
