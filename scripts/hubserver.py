@@ -133,9 +133,11 @@ class Commit:
                                 ).hexdigest()
 
     def dir_oid(self, d):
+        """Like git's tree oid, a function of the folder's content under names relative to it:
+        folders with the same content share it, a folder and its only sub-folder do not."""
         prefix = d + "/"
-        lines = "\n".join("%s\0%s" % (p, self.files[p].oid) for p in sorted(self.files)
-                          if p.startswith(prefix))
+        lines = "\n".join("%s\0%s" % (p[len(prefix):], self.files[p].oid)
+                          for p in sorted(self.files) if p.startswith(prefix))
         return hashlib.sha1(b"tree\0" + lines.encode()).hexdigest()
 
 

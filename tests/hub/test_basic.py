@@ -122,6 +122,10 @@ class Basic(HubTestCase):
             r = hub.get("/api/models/demo/stories/tree/main/sub?recursive=true&limit=9")
             got = {e["path"]: e["type"] for e in r.json()}
             self.assertEqual(got, {"sub/deep": "directory", "sub/deep/x.txt": "file"})
+            oids = {e["path"]: e["oid"] for e in hub.request(
+                "POST", "/api/models/demo/stories/paths-info/main", body="paths=sub&paths=sub/deep",
+                headers={"Content-Type": "application/x-www-form-urlencoded"}).json()}
+            self.assertNotEqual(oids["sub"], oids["sub/deep"])  # git-like tree oids
             r = hub.get("/api/models/demo/stories/tree/main/sub%2Fdeep")
             self.assertEqual([e["path"] for e in r.json()], ["sub/deep/x.txt"])
             r = hub.get("/api/models/demo/stories/tree/main?recursive=true&expand=true")
