@@ -1186,7 +1186,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.send(hub, ctx, resp, entry)
             fault = hub.faults.take(ctx_for_match(ctx), "request")
             if fault is not None:
-                entry["fault"] = fault.kind
+                note_fault(entry, fault.kind)
                 if fault.kind in ("hang", "drop"):
                     entry["status"], entry["bytes"] = 0, 0
                     self.log_now(entry)
@@ -1247,19 +1247,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if resp.listing is not None:
             f = hub.faults.take(match, "listing")
             if f is not None:
-                entry["fault"] = f.kind
+                note_fault(entry, f.kind)
                 apply_listing_fault(resp, f)
         if resp.content and resp.status in (200, 206):
             f = hub.faults.take(match, "content")
             if f is not None:
-                entry["fault"] = f.kind
+                note_fault(entry, f.kind)
                 apply_content_fault(resp, f, ctx)
         send_fault = None
         if resp.length > 0 and resp.status in (200, 206):
             send_fault = hub.faults.take(match, "send")
         announced = resp.length
         if send_fault is not None:
-            entry["fault"] = send_fault.kind
+            note_fault(entry, send_fault.kind)
             if send_fault.kind == "wrong_length":
                 announced = max(0, resp.length + int(send_fault.spec.get("delta", 100)))
         entry["status"] = resp.status
@@ -1365,6 +1365,11 @@ def guess_scope(path):
     if len(rest) >= 3 and rest[0] in ("resolve", "raw"):
         return rid, "/".join(urllib.parse.unquote(x) for x in rest[2:])
     return rid, None
+
+
+def note_fault(entry, kind):
+    """The log's "fault": the kind that fired, or "a+b" when faults of two phases did."""
+    entry["fault"] = entry["fault"] + "+" + kind if entry.get("fault") else kind
 
 
 def listener_counts(ctx):

@@ -114,8 +114,12 @@ class Faults(HubTestCase):
             t0 = time.monotonic()
             self.assertEqual(hub.get("/api/models/org/m").status, 200)
             self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+            hub.control(cmd="fault", kind="delay", seconds=0.1, bucket="api")
+            hub.control(cmd="fault", kind="truncate", after=5, bucket="api")
+            with self.assertRaises(http.client.IncompleteRead):
+                hub.get("/api/models/org/m")
             self.assertEqual([(e["status"], e.get("fault")) for e in hub.log()],
-                             [(0, "drop"), (200, "delay")])
+                             [(0, "drop"), (200, "delay"), (200, "delay+truncate")])
 
     def test_truncate_and_wrong_length(self):
         with self.server() as hub:
