@@ -237,7 +237,7 @@ class SweepCase(unittest.TestCase):
 
     def env(self):
         e = dict(os.environ, HFMOUNT=self.hfmount, HFPPL=self.hfppl)
-        for k in ("HF_TOKEN", "HF_TOKEN_PATH"):
+        for k in ("HF_TOKEN", "HF_TOKEN_PATH", "HF_ENDPOINT"):
             e.pop(k, None)
         e["HF_HOME"] = os.path.join(self.work, "hf_home")  # no user token leaks in
         return e
