@@ -89,7 +89,8 @@ static void blob_unref(blob *b);
 
 static int blob_pool_stopping(void *arg)
 {
-    return ((blob_pool *)arg)->stop;
+    blob_pool *p = arg;
+    return p->stop || (p->o.stopping && p->o.stopping(p->o.stop_arg));
 }
 
 /* Queue a task; it holds a reference to b. Dropped silently when the queue is full (read-ahead

@@ -32,8 +32,10 @@ typedef struct blob_pool_opts {
     cache *cache;
     const char *endpoint;
     uint32_t block_size;
-    int readahead; /* blocks fetched ahead of a sequential reader */
-    int workers;   /* read-ahead threads */
+    int readahead;              /* blocks fetched ahead of a sequential reader */
+    int workers;                /* read-ahead threads */
+    int (*stopping)(void *arg); /* nonzero: the mount is going away, abandon transfers */
+    void *stop_arg;
 } blob_pool_opts;
 
 typedef struct blob_desc {

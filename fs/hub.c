@@ -126,7 +126,8 @@ static int64_t hub_parse_date(const char *s)
     return (int64_t)timegm(&tm);
 }
 
-int hub_fetch_commit(http_client *h, const char *endpoint, const hub_repo *r, hub_commit *out)
+int hub_fetch_commit(http_client *h, const char *endpoint, const hub_repo *r, hub_commit *out,
+                     hub_cancel_fn cancelled, void *arg)
 {
     char url[2048], rev[3 * HUB_REV_MAX + 1], what[600];
     hub_escape(rev, sizeof rev, r->rev, 0);
@@ -137,7 +138,9 @@ int hub_fetch_commit(http_client *h, const char *endpoint, const hub_repo *r, hu
                        .bucket = HTTP_BUCKET_API,
                        .follow = 1,
                        .max_body = HUB_PAGE_MAX_BODY,
-                       .what = what};
+                       .what = what,
+                       .cancelled = cancelled,
+                       .cancel_arg = arg};
     http_response rs;
     int rc = http_do(h, &rq, &rs);
     if (rc == 0 && rs.status != 200) rc = hub_status_errno(&rs, what, 0);
@@ -362,7 +365,7 @@ void hub_tree_free(hub_tree *t)
 }
 
 int hub_fetch_tree(http_client *h, const char *endpoint, const hub_repo *r, const char *commit,
-                   hub_tree *out, char **json)
+                   hub_tree *out, char **json, hub_cancel_fn cancelled, void *arg)
 {
     char what[600];
     char *url = malloc(2048);
@@ -382,7 +385,9 @@ int hub_fetch_tree(http_client *h, const char *endpoint, const hub_repo *r, cons
                            .bucket = HTTP_BUCKET_API,
                            .follow = 1,
                            .max_body = HUB_PAGE_MAX_BODY,
-                           .what = what};
+                           .what = what,
+                           .cancelled = cancelled,
+                           .cancel_arg = arg};
         http_response rs;
         rc = http_do(h, &rq, &rs);
         if (rc == 0 && rs.status != 200) rc = hub_status_errno(&rs, what, 0);

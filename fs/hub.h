@@ -57,12 +57,16 @@ int hub_check_path(const char *path);
 /* The content id of a file entry: the LFS sha256, else the git oid. */
 const char *hub_entry_content_id(const hub_entry *e);
 
+/* Gives up (-EINTR) when cancelled(arg) turns nonzero; NULL = never. */
+typedef int (*hub_cancel_fn)(void *arg);
+
 /* Resolve r's revision to a commit with one API request. */
-int hub_fetch_commit(http_client *h, const char *endpoint, const hub_repo *r, hub_commit *out);
+int hub_fetch_commit(http_client *h, const char *endpoint, const hub_repo *r, hub_commit *out,
+                     hub_cancel_fn cancelled, void *arg);
 /* List the whole tree of r at commit (recursive, following the Link pagination). On success
  * *json receives the validated entries in the Hub's own JSON form (for persisting), if non-NULL. */
 int hub_fetch_tree(http_client *h, const char *endpoint, const hub_repo *r, const char *commit,
-                   hub_tree *out, char **json);
+                   hub_tree *out, char **json, hub_cancel_fn cancelled, void *arg);
 /* The /resolve/ URL of path at commit (malloc'd). */
 char *hub_resolve_url(const char *endpoint, const hub_repo *r, const char *commit,
                       const char *path);

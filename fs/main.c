@@ -308,6 +308,13 @@ static int mkdirs(const char *path)
     return 0;
 }
 
+/* Transfers and waits poll this: once the session is ending (unmount, SIGTERM), a request
+ * stuck in retries gives up so that the worker threads can be joined. */
+static int session_ending(void *arg)
+{
+    return fuse_session_exited((struct fuse_session *)arg);
+}
+
 /* The daemon proper, once mounted: network client, fetcher, the loop. */
 static int serve(struct fuse_session *se, vfs *v, cache *c, const options *o, const char *endpoint,
                  const char *token, const char *cache_dir)
@@ -333,14 +340,16 @@ static int serve(struct fuse_session *se, vfs *v, cache *c, const options *o, co
                          .endpoint = endpoint,
                          .block_size = (uint32_t)o->block_size,
                          .readahead = o->readahead,
-                         .workers = o->readahead < 4 ? 4 : (o->readahead > 16 ? 16 : o->readahead)};
+                         .workers = o->readahead < 4 ? 4 : (o->readahead > 16 ? 16 : o->readahead),
+                         .stopping = session_ending,
+                         .stop_arg = se};
     rc = blob_pool_new(&bo, &blobs);
     if (rc < 0) {
         log_error("cannot start the block fetcher: %s", strerror(-rc));
         http_client_free(http);
         return 1;
     }
-    vfs_attach(v, http, blobs);
+    vfs_attach(v, http, blobs, session_ending, se);
     log_info("serving %s on %s (cache %s, block size %lld%s)", endpoint, o->mountpoint, cache_dir,
              (long long)o->block_size, o->offline ? ", offline" : "");
     struct fuse_loop_config *lc = fuse_loop_cfg_create();
@@ -348,7 +357,7 @@ static int serve(struct fuse_session *se, vfs *v, cache *c, const options *o, co
     fuse_loop_cfg_set_idle_threads(lc, 8);
     rc = fuse_session_loop_mt(se, lc);
     fuse_loop_cfg_destroy(lc);
-    vfs_attach(v, NULL, NULL);
+    vfs_attach(v, NULL, NULL, NULL, NULL);
     blob_pool_free(blobs);
     http_client_free(http);
     return rc == 0 ? 0 : 1;

@@ -78,11 +78,13 @@ snap *repo_current(repo *r)
 
 static uint32_t snap_parent(const hub_tree *t, uint32_t i)
 {
-    char *slash = strrchr(t->e[i].path, '/');
-    if (!slash) return (uint32_t)t->n;
-    *slash = 0;
-    long p = hub_tree_find(t, t->e[i].path);
-    *slash = '/';
+    const char *path = t->e[i].path, *slash = strrchr(path, '/');
+    char parent[HUB_PATH_MAX + 1];
+    if (!slash || (size_t)(slash - path) > HUB_PATH_MAX) return (uint32_t)t->n;
+    /* A copy: cutting the entry's own path would make it match itself. */
+    memcpy(parent, path, (size_t)(slash - path));
+    parent[slash - path] = 0;
+    long p = hub_tree_find(t, parent);
     return p < 0 ? (uint32_t)t->n : (uint32_t)p;
 }
 
@@ -274,7 +276,8 @@ static int repo_check(repo *r, const repo_ctx *ctx, repo_register_fn reg, void *
     hub_commit c;
     int64_t now = (int64_t)time(NULL);
     ctx->counters->checks++;
-    int rc = hub_fetch_commit(ctx->http, ctx->endpoint, &r->ref, &c);
+    int rc =
+        hub_fetch_commit(ctx->http, ctx->endpoint, &r->ref, &c, ctx->cancelled, ctx->cancel_arg);
     if (rc == 0 && r->cur && strcmp(r->cur->commit, c.sha) == 0) {
         r->checked = now;
         repo_save_ref(r, ctx);
@@ -283,7 +286,8 @@ static int repo_check(repo *r, const repo_ctx *ctx, repo_register_fn reg, void *
     hub_tree t;
     if (rc == 0 && repo_meta_tree(r, ctx, c.sha, &t) < 0) {
         char *json = NULL;
-        rc = hub_fetch_tree(ctx->http, ctx->endpoint, &r->ref, c.sha, &t, &json);
+        rc = hub_fetch_tree(ctx->http, ctx->endpoint, &r->ref, c.sha, &t, &json, ctx->cancelled,
+                            ctx->cancel_arg);
         if (rc == 0) {
             char rel[600];
             ctx->counters->trees_fetched++;

@@ -38,6 +38,8 @@ typedef struct repo_ctx {
     int offline;
     int64_t revalidate_s;
     repo_counters *counters;
+    hub_cancel_fn cancelled; /* e.g. the session is ending: stop waiting on the network */
+    void *cancel_arg;
 } repo_ctx;
 
 typedef struct snap {

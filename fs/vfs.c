@@ -933,11 +933,13 @@ int vfs_new(const vfs_opts *o, vfs **out)
     return 0;
 }
 
-void vfs_attach(vfs *v, http_client *http, blob_pool *blobs)
+void vfs_attach(vfs *v, http_client *http, blob_pool *blobs, int (*cancelled)(void *), void *arg)
 {
     v->http = http;
     v->blobs = blobs;
     v->rctx.http = http;
+    v->rctx.cancelled = cancelled;
+    v->rctx.cancel_arg = arg;
 }
 
 void vfs_free(vfs *v)

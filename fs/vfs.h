@@ -37,8 +37,9 @@ typedef struct vfs vfs;
 
 /* The namespace; no threads are started and nothing is fetched until vfs_attach(). */
 int vfs_new(const vfs_opts *o, vfs **out);
-/* Give the running daemon its network client and block fetcher (created after daemonizing). */
-void vfs_attach(vfs *v, http_client *http, blob_pool *blobs);
+/* Give the running daemon its network client and block fetcher (created after daemonizing);
+ * cancelled(arg) nonzero makes metadata requests give up (the session is ending). */
+void vfs_attach(vfs *v, http_client *http, blob_pool *blobs, int (*cancelled)(void *), void *arg);
 void vfs_free(vfs *v);
 /* The operations table; the session's userdata must be the vfs. */
 const struct fuse_lowlevel_ops *vfs_ops(void);

@@ -155,6 +155,7 @@ class Mount:
         subprocess.run(["fusermount3", "-uz", self.mnt], stderr=subprocess.DEVNULL)
 
     def stop(self):
+        """Unmount and wait for the daemon; its exit status (a sanitizer report fails)."""
         if os.path.ismount(self.mnt):
             if subprocess.run(["fusermount3", "-u", self.mnt], stderr=subprocess.DEVNULL).returncode:
                 subprocess.run(["fusermount3", "-uz", self.mnt], stderr=subprocess.DEVNULL)
@@ -168,10 +169,14 @@ class Mount:
             os.rmdir(self.mnt)
         except OSError:
             pass
+        log = self.log()
         try:
             os.unlink(self.errpath)
         except OSError:
             pass
+        for bad in ("ThreadSanitizer", "AddressSanitizer", "runtime error:", "LeakSanitizer"):
+            if bad in log:
+                raise AssertionError("hfmount reported a sanitizer error:\n" + log[-20000:])
         return self.proc.returncode
 
 
