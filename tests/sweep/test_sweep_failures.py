@@ -4,7 +4,6 @@ the right reason (gated without a token, missing, corrupt safetensors header); t
 is non-zero and the printed re-run command, given the token, completes the gated one without
 re-running what already finished. The report files list every model."""
 
-import json
 import os
 import shlex
 import subprocess
