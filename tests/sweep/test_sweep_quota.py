@@ -12,6 +12,7 @@ import sweeplib  # noqa: E402
 from sweeplib import SweepCase, refs  # noqa: E402
 
 FAULTS = [
+    {"kind": "status", "status": 503, "count": 2, "skip": 2},
     {"kind": "status", "status": 503, "count": -1, "prob": 0.15},
     {"kind": "status", "status": 429, "t": 2, "count": 3, "skip": 5},
     {"kind": "reset", "listener": "cdn", "count": 3, "after": 1000},
