@@ -163,8 +163,16 @@ static int blob_looks_wrong(const blob *b, int64_t idx, const unsigned char *buf
 
 static int blob_status_errno(const blob *b, long status)
 {
-    if (status == 404 || status == 410) return -ENOENT;
-    if (status == 401 || status == 403) return -EACCES;
+    if (status == 404 || status == 410) {
+        log_error("%s: the Hub says the file does not exist (%ld)", b->what, status);
+        return -ENOENT;
+    }
+    if (status == 401 || status == 403) {
+        log_error("%s: access denied (%ld): a gated or private repo needs a token with access: "
+                  "set HF_TOKEN or --token-file (or run `hf auth login`)",
+                  b->what, status);
+        return -EACCES;
+    }
     log_error("%s: unexpected HTTP %ld to a range request", b->what, status);
     return -EIO;
 }

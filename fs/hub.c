@@ -100,6 +100,16 @@ static void hub_what(char *buf, size_t cap, const hub_repo *r, const char *path)
 }
 
 /* Map a definitive non-2xx answer to an errno, with a log line naming the cause. */
+/* http_do's own failures, as the file system reports them. */
+static int hub_http_errno(int rc, const char *what)
+{
+    if (rc == -EFBIG)
+        log_error("%s: the Hub's answer is larger than %u MiB: refused", what,
+                  HUB_PAGE_MAX_BODY >> 20);
+    if (rc == -ENETDOWN) log_debug("%s: offline: nothing is fetched", what);
+    return rc == -EINTR || rc == -ENOMEM ? rc : -EIO;
+}
+
 static int hub_status_errno(const http_response *rs, const char *what, int has_token)
 {
     const char *code = rs->error_code ? rs->error_code : "";
@@ -143,6 +153,7 @@ int hub_fetch_commit(http_client *h, const char *endpoint, const hub_repo *r, hu
                        .cancel_arg = arg};
     http_response rs;
     int rc = http_do(h, &rq, &rs);
+    if (rc < 0) rc = hub_http_errno(rc, what);
     if (rc == 0 && rs.status != 200) rc = hub_status_errno(&rs, what, 0);
     if (rc == 0) {
         json_error_t err;
@@ -330,7 +341,7 @@ static int hub_tree_from_array(json_t *arr, const char *what, hub_tree *out, jso
 int hub_tree_parse(const char *json, size_t len, const char *what, hub_tree *out)
 {
     json_error_t err;
-    json_t *j = json_loadb(json, len, 0, &err);
+    json_t *j = json_loadb(json, len, JSON_ALLOW_NUL, &err);
     if (!j) {
         log_error("%s: malformed tree JSON (line %d: %s)", what, err.line, err.text);
         return -EIO;
@@ -390,10 +401,12 @@ int hub_fetch_tree(http_client *h, const char *endpoint, const hub_repo *r, cons
                            .cancel_arg = arg};
         http_response rs;
         rc = http_do(h, &rq, &rs);
+        if (rc < 0) rc = hub_http_errno(rc, what);
         if (rc == 0 && rs.status != 200) rc = hub_status_errno(&rs, what, 0);
         if (rc == 0) {
             json_error_t err;
-            json_t *j = json_loadb(rs.body, rs.body_len, 0, &err);
+            /* NUL is accepted by the parser so that the entry naming it can be rejected. */
+            json_t *j = json_loadb(rs.body, rs.body_len, JSON_ALLOW_NUL, &err);
             if (!json_is_array(j)) {
                 log_error("%s: tree page %d is not a JSON array (%s)", what, page,
                           j ? "wrong type" : err.text);
