@@ -220,6 +220,16 @@ class Report(Base):
             subprocess.run(["rsvg-convert", "-o", png, os.path.join(out, "summary.svg")],
                            check=True)
 
+    def test_report_from_results_alone(self):
+        out = os.path.join(self.dir, "out")
+        _, _, models = synthetic(out)
+        r = subprocess.run([sys.executable, HFSWEEP, "--out", out, "--report"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        md = read_text(os.path.join(out, "summary.md"))
+        for m in models:
+            self.assertIn(m, md)
+
     def test_ticks_and_ranges(self):
         lo, hi = hs.nice_range([260000.0], 100.0)
         self.assertLess(lo, 260000)
