@@ -77,6 +77,17 @@ int tok_charsmap_load(tok_charsmap *m, const char *b64, size_t len, const char *
     memcpy(m->repl, raw + 4 + trie_bytes, m->repl_len);
     m->repl[m->repl_len] = '\0';
     free(raw);
+    /* The replacements go into text that later stages assume to be valid UTF-8. */
+    char *fixed;
+    size_t flen;
+    rc = tok_utf8_repair(m->repl, m->repl_len, &fixed, &flen);
+    if (rc) {
+        free(fixed);
+        tok_charsmap_free(m);
+        if (rc > 0)
+            tok_seterr(err, errlen, "%s: precompiled_charsmap replacements are not UTF-8", path);
+        return rc > 0 ? -EINVAL : rc;
+    }
     return 0;
 }
 
