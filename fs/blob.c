@@ -39,6 +39,7 @@ struct blob {
     struct blob *next;
     char id[65];
     int64_t size, nblocks;
+    uint32_t bs; /* this file's block size (see blob_block_size) */
     int is_lfs;
     char sha256[65];
     hub_repo repo;
@@ -192,7 +193,7 @@ static int blob_net_fetch(blob *b, int64_t idx, unsigned char *buf, size_t len)
                            .bucket = http_is_endpoint_url(p->o.http, url) ? HTTP_BUCKET_RESOLVE
                                                                           : HTTP_BUCKET_CDN,
                            .follow = 1,
-                           .off = idx * (int64_t)p->o.block_size,
+                           .off = idx * (int64_t)b->bs,
                            .len = (int64_t)len,
                            .expect_total = b->size,
                            .buf = buf,
@@ -230,7 +231,7 @@ static int blob_net_fetch(blob *b, int64_t idx, unsigned char *buf, size_t len)
 
 static size_t blob_block_len(const blob *b, int64_t idx)
 {
-    int64_t bs = b->pool->o.block_size, left = b->size - idx * bs;
+    int64_t bs = b->bs, left = b->size - idx * bs;
     return (size_t)(left < bs ? left : bs);
 }
 
@@ -287,7 +288,7 @@ static int blob_fill(blob *b, flight *f)
     f->len = blob_block_len(b, f->idx);
     f->buf = malloc(f->len);
     if (!f->buf) return -ENOMEM;
-    if (cache_block_read(p->o.cache, b->id, p->o.block_size, f->idx, 0, f->len, f->buf) == 0) {
+    if (cache_block_read(p->o.cache, b->id, b->bs, f->idx, 0, f->len, f->buf) == 0) {
         p->blocks_cache_hits++;
         return 1;
     }
@@ -350,8 +351,7 @@ static int blob_get_block(blob *b, int64_t idx, int (*cancelled)(void *), void *
     pthread_mutex_unlock(&b->mu);
     if (rc < 0) return rc;
     /* Store before unlisting, so that a reader that misses on disk finds the flight. */
-    if (rc == 0 &&
-        cache_block_write(b->pool->o.cache, b->id, b->pool->o.block_size, idx, f->buf, f->len) == 0)
+    if (rc == 0 && cache_block_write(b->pool->o.cache, b->id, b->bs, idx, f->buf, f->len) == 0)
         rc = 1;
     pthread_mutex_lock(&b->mu);
     blob_flight_unlist_locked(b, f);
@@ -374,7 +374,7 @@ static void blob_put_block(blob *b, flight *f)
  * sequential and gets the next blocks queued. */
 static void blob_readahead(blob *b, int64_t off, size_t len)
 {
-    int64_t bs = b->pool->o.block_size, end = off + (int64_t)len;
+    int64_t bs = b->bs, end = off + (int64_t)len;
     int64_t q0 = 0, q1 = -1;
     pthread_mutex_lock(&b->mu);
     stream *s = NULL, *old = &b->streams[0];
@@ -410,7 +410,7 @@ static void blob_readahead(blob *b, int64_t off, size_t len)
 static void blob_verify(blob *b)
 {
     blob_pool *p = b->pool;
-    uint32_t bs = p->o.block_size;
+    uint32_t bs = b->bs;
     unsigned char *buf = malloc(bs);
     sha256_ctx ctx;
     int rc = buf ? 0 : -ENOMEM;
@@ -547,11 +547,21 @@ void blob_pool_get_stats(blob_pool *p, blob_stats *s)
 
 /* ---- blobs ---- */
 
+/* Git-stored (non-LFS) files are small and served by /resolve/ itself, so each block would be
+ * one more resolver request: they are fetched and cached whole, as one block. */
+static uint32_t blob_block_size(const blob_pool *p, const blob_desc *d)
+{
+    if (d->is_lfs || d->size <= (int64_t)p->o.block_size || d->size > (16 << 20))
+        return p->o.block_size;
+    return (uint32_t)((d->size + 65535) & ~(int64_t)65535);
+}
+
 static blob *blob_new(blob_pool *p, const blob_desc *d)
 {
     blob *b = calloc(1, sizeof *b);
-    int64_t bs = p->o.block_size;
     if (!b) return NULL;
+    b->bs = blob_block_size(p, d);
+    int64_t bs = b->bs;
     b->pool = p;
     b->refs = 1;
     snprintf(b->id, sizeof b->id, "%s", d->id);
@@ -575,13 +585,13 @@ static blob *blob_new(blob_pool *p, const blob_desc *d)
     pthread_cond_init(&b->cv, NULL);
     pthread_mutex_init(&b->tmu, NULL);
     unsigned char *scan = calloc((size_t)b->nblocks + 1, 1);
-    if (scan) cache_block_scan(p->o.cache, b->id, p->o.block_size, b->nblocks, scan);
+    if (scan) cache_block_scan(p->o.cache, b->id, b->bs, b->nblocks, scan);
     for (int64_t k = 0; scan && k < b->nblocks; k++) {
         b->present[k] = scan[k];
         b->npresent += scan[k];
     }
     free(scan);
-    b->verified = cache_file_is_verified(p->o.cache, b->id, p->o.block_size);
+    b->verified = cache_file_is_verified(p->o.cache, b->id, b->bs);
     return b;
 }
 
@@ -657,7 +667,7 @@ void blob_close(blob *b)
 long blob_read(blob *b, int64_t off, size_t len, void *dst, int (*cancelled)(void *), void *arg)
 {
     blob_pool *p = b->pool;
-    int64_t bs = p->o.block_size;
+    int64_t bs = b->bs;
     if (off < 0) return -EINVAL;
     if (off >= b->size || len == 0) return 0;
     if ((int64_t)len > b->size - off) len = (size_t)(b->size - off);
