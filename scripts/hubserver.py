@@ -389,17 +389,21 @@ def parse_quota(text):
 
 
 class Quota:
-    """Per-bucket fixed windows; take() counts a request and says what is left."""
+    """Per-bucket fixed windows; take() counts a request and says what is left. Anonymous
+    requests have windows of their own for the buckets the anonymous quota names (the Hub
+    gives anonymous users less), and share the others."""
 
     MODES = ("ratelimit", "retry-after", "retry-after-date", "none", "hostile")
 
-    def __init__(self, quotas, mode="ratelimit"):
+    def __init__(self, quotas, mode="ratelimit", anon=None):
         self.lock = threading.Lock()
-        self.set(quotas, mode)
+        self.set(quotas, mode, anon or {})
 
-    def set(self, quotas, mode=None):
+    def set(self, quotas, mode=None, anon=None):
         with self.lock:
             self.quotas = dict(quotas)
+            if anon is not None:
+                self.anon = dict(anon)
             self.start = time.monotonic()
             self.used = {}
             if mode is not None:
@@ -408,21 +412,23 @@ class Quota:
                                      % (mode, ", ".join(self.MODES)))
                 self.mode = mode
 
-    def take(self, bucket):
+    def take(self, bucket, anonymous=False):
         """None when the bucket has no quota, else (allowed, remaining, reset_s, q, w)."""
         with self.lock:
-            if bucket not in self.quotas:
+            pool = "anon" if anonymous and bucket in self.anon else "all"
+            quotas = self.anon if pool == "anon" else self.quotas
+            if bucket not in quotas:
                 return None
-            q, w = self.quotas[bucket]
+            q, w = quotas[bucket]
             now = time.monotonic()
             window = int((now - self.start) // w)
-            used_window, used = self.used.get(bucket, (window, 0))
+            used_window, used = self.used.get((pool, bucket), (window, 0))
             if used_window != window:
                 used = 0
             allowed = used < q
             if allowed:
                 used += 1
-            self.used[bucket] = (window, used)
+            self.used[(pool, bucket)] = (window, used)
             reset = max(1, int(-(-(self.start + (window + 1) * w - now) // 1)))
             return allowed, q - used, reset, q, w
 
@@ -728,7 +734,8 @@ class Hub:
         self.args = args
         self.store = Store(args.root, args.lfs_threshold, args.blob_dir)
         self.tokens = set(args.token or [])
-        self.quota = Quota(parse_quota(args.quota), args.quota_headers)
+        self.quota = Quota(parse_quota(args.quota), args.quota_headers,
+                           parse_quota(args.anon_quota))
         self.faults = Faults()
         for spec in args.fault or []:
             self.faults.add(json.loads(spec))
@@ -1175,7 +1182,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.logged = True
 
     def answer(self, hub, method, ctx, entry):
-        state = hub.quota.take(ctx["bucket"]) if listener_counts(ctx) else None
+        state = hub.quota.take(ctx["bucket"], self.headers.get("Authorization") is None) \
+            if listener_counts(ctx) else None
         try:
             if state is not None:
                 entry["ratelimit"] = {"r": state[1], "t": state[2]}
@@ -1438,6 +1446,7 @@ def hub_info(hub):
             "lfs_threshold": hub.store.lfs_threshold, "cdn_ttl": hub.cdn_ttl,
             "page_size": hub.page_size, "quota": {k: "%d/%g" % v for k, v in
                                                   hub.quota.quotas.items()},
+            "anon_quota": {k: "%d/%g" % v for k, v in hub.quota.anon.items()},
             "quota_headers": hub.quota.mode, "resolve_cache": hub.resolve_cache,
             "requests": len(hub.log_entries)}
 
@@ -1469,7 +1478,8 @@ def run_control(hub, cmd):
         return {"ok": True}
     if c == "quota":
         quotas = parse_quota(cmd.get("quota") or "")
-        hub.quota.set(quotas, cmd.get("headers"))
+        anon = parse_quota(cmd["anon"] or "") if "anon" in cmd else None
+        hub.quota.set(quotas, cmd.get("headers"), anon)
         return {"ok": True}
     if c == "clear_log":
         with hub.log_lock:
@@ -1608,6 +1618,8 @@ def parse_args(argv):
                          "any, every token is valid")
     ap.add_argument("--quota", help="per-bucket quota, e.g. api=12/30,resolvers=60/30 "
                     "(N requests per fixed window of SECONDS); also adds the RateLimit headers")
+    ap.add_argument("--anon-quota", help="a lower quota for anonymous requests (no "
+                    "Authorization), counted in windows of their own, e.g. api=5/30")
     ap.add_argument("--quota-headers", default="ratelimit", choices=Quota.MODES,
                     help="how a 429 says when to retry: ratelimit (RateLimit t=, the Hub's "
                          "way), retry-after (seconds), retry-after-date (HTTP date), none, "
@@ -1626,6 +1638,7 @@ def parse_args(argv):
         ap.error("--lfs-threshold, --cdn-ttl must be >= 0 and --page-size >= 1")
     try:
         parse_quota(args.quota)
+        parse_quota(args.anon_quota)
         for spec in args.fault or []:
             Fault(0, json.loads(spec))
     except ValueError as e:

@@ -59,6 +59,23 @@ class Quota(HubTestCase):
             hub.control(cmd="quota", quota="")
             self.assertEqual(hub.get("/org/m/resolve/main/f.txt").status, 200)
 
+    def test_anonymous_quota(self):
+        tok = {"Authorization": "Bearer t"}
+        with self.server("--quota", "api=4/60", "--anon-quota", "api=2/60") as hub:
+            anon = [hub.get("/api/models/org/m").status for _ in range(3)]
+            self.assertEqual(anon, [200, 200, 429])
+            r = hub.get("/api/models/org/m", headers=tok)
+            self.assertEqual((r.status, r.header("RateLimit-Policy")),
+                             (200, '"fixed window";"api";q=4;w=60'))
+            self.assertEqual([hub.get("/api/models/org/m", headers=tok).status
+                              for _ in range(4)], [200, 200, 200, 429])
+            r = hub.get("/org/m/resolve/main/f.txt")  # no quota on resolvers at all
+            self.assertEqual((r.status, r.header("RateLimit")), (200, None))
+            hub.control(cmd="quota", quota="api=4/60", anon="")
+            self.assertEqual(hub.get("/api/models/org/m").header("RateLimit-Policy"),
+                             '"fixed window";"api";q=4;w=60')
+            self.assertEqual(hub.get("/_control/info").json()["anon_quota"], {})
+
     def test_bad_quota_flag(self):
         import subprocess
         import sys
