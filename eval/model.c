@@ -2,6 +2,7 @@
  * then the forward pass: embeddings, per-layer attention and MLP as batched matrix products
  * over the whole window, final norm and the vocabulary projection of the scored rows only. */
 #include "model.h"
+#include "prefetch.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -49,12 +50,14 @@ struct mdl_model {
     int parallel_residual, qkv_fused, attn_bias, mlp_bias;
     size_t rope_cached; /* dynamic scaling: the length the frequencies were computed for */
     mdl_mat embed, lm_head;
-    const st_tensor *embed_t, *pos_t;
+    const st_tensor *embed_t, *pos_t, *head_t;
     float *final_w, *final_b;
     mdl_layer *layers;
     st_set *st;
     const kn_isa *isa;
     uint64_t n_params, weight_bytes;
+    pf_reader *pf;         /* background readers of the mapped files (NULL: none) */
+    unsigned char *queued; /* per tensor of the set: already handed to pf */
     st_dtype dtype;
     mdl_ws ws;
 };
@@ -512,10 +515,13 @@ static void bind_ends(mdl_bind *b, int tie)
     m->dtype = m->embed_t->dtype;
     m->final_w = bind_vec(b, fw, m->d, 1);
     if (fb) m->final_b = bind_vec(b, fb, m->d, 1);
-    if (tie)
+    if (tie) {
         m->lm_head = m->embed;
-    else
+        m->head_t = m->embed_t;
+    } else {
         bind_mat(b, head, m->vocab, m->d, KN_NK, &m->lm_head, 1);
+        m->head_t = st_find(m->st, head);
+    }
 }
 
 /* Buffers the checkpoints carry that are not weights (causal masks, cached inverse
@@ -637,7 +643,7 @@ static void mdl_rope_apply(const mdl_model *m, float *x, size_t t)
  * buffer small; 64 MiB of logits at most, 64..512 rows. */
 #define MDL_LOGIT_BYTES (64u << 20)
 #define MDL_LOGIT_ROWS 512
-#define MDL_ATT_ROWS 32    /* query rows per attention task */
+#define MDL_ATT_ROWS 32 /* query rows per attention task */
 
 static void mdl_ws_free(mdl_ws *w)
 {
@@ -871,12 +877,27 @@ static int mdl_mm(mdl_model *m, pool *p, float *C, const float *A, const mdl_mat
     return kn_gemm(p, m->isa, C, W->n, A, W->k, &W->w, n, W->n, W->k, bias);
 }
 
-static void mdl_readahead(const mdl_model *m, size_t layer)
+/* Read a tensor ahead of use: page-cache advice, and the background readers (once per run:
+ * after the first window its pages are resident). */
+static void mdl_fetch(mdl_model *m, const st_tensor *t)
 {
-    if (layer >= m->n_layers) return;
-    const mdl_layer *L = &m->layers[layer];
-    for (int i = 0; i < L->n_tensors; i++)
-        st_willneed(m->st, L->tensors[i]);
+    if (!t) return;
+    st_willneed(m->st, t);
+    size_t i = (size_t)(t - st_at(m->st, 0));
+    if (!m->pf || m->queued[i]) return;
+    m->queued[i] = 1;
+    (void)pf_queue(m->pf, st_file_path(m->st, t->file), st_file_offset(m->st, t),
+                   t->end - t->begin);
+}
+
+/* Before layer `layer` runs: the tensors of the next two layers (downloads may be slower than
+ * the computation, so two are in flight), and the output head once the last layers are near. */
+static void mdl_readahead(mdl_model *m, size_t layer)
+{
+    for (size_t l = layer + 1; l <= layer + 2 && l < m->n_layers; l++)
+        for (int i = 0; i < m->layers[l].n_tensors; i++)
+            mdl_fetch(m, m->layers[l].tensors[i]);
+    if (layer + 2 >= m->n_layers) mdl_fetch(m, m->head_t);
 }
 
 static int mdl_layer_forward(mdl_model *m, pool *p, const mdl_layer *L, size_t n)
@@ -954,11 +975,15 @@ int mdl_window_nll(mdl_model *m, pool *p, const int32_t *ids, size_t n, size_t f
     if (mdl_ws_reserve(m, n) < 0)
         return mdl_oom(err, errlen, "out of memory for a window of %zu tokens", n);
     mdl_rope_tables(m, n);
+    mdl_fetch(m, m->embed_t); /* rows are read at random: fetch it whole, first */
+    mdl_fetch(m, m->pos_t);
+    for (int i = 0; i < m->layers[0].n_tensors; i++)
+        mdl_fetch(m, m->layers[0].tensors[i]);
     mdl_readahead(m, 0);
     mdl_job ej = {.m = m, .op = OP_EMBED, .rows = n, .ids = ids, .per = 64};
     pool_run(p, (n + 63) / 64, mdl_rows_task, &ej);
     for (size_t l = 0; l < m->n_layers; l++) {
-        mdl_readahead(m, l + 1);
+        mdl_readahead(m, l);
         if (mdl_layer_forward(m, p, &m->layers[l], n) < 0)
             return mdl_oom(err, errlen, "out of memory in layer %zu", l);
     }
@@ -985,6 +1010,10 @@ int mdl_load(const char *dir, const mdl_options *opt, mdl_model **out, char *err
         return rc;
     }
     m->isa = opt && opt->isa ? opt->isa : kn_isa_best();
+    if (st_mapped(m->st)) { /* read-ahead threads are an optimisation: run without on failure */
+        m->queued = calloc(st_count(m->st) + 1, 1);
+        if (!m->queued || pf_start(4, &m->pf) < 0) m->pf = NULL;
+    }
     mdl_report_unused(m, opt ? opt->quiet : 0);
     *out = m;
     return 0;
@@ -1000,6 +1029,8 @@ void mdl_free(mdl_model *m)
         for (size_t j = 0; j < sizeof v / sizeof v[0]; j++)
             free(v[j]);
     }
+    pf_stop(m->pf);
+    free(m->queued);
     free(m->layers);
     free(m->final_w);
     free(m->final_b);

@@ -547,6 +547,16 @@ const char *st_file_path(const st_set *s, int file)
     return s->files[file].path;
 }
 
+uint64_t st_file_offset(const st_set *s, const st_tensor *t)
+{
+    return s->files[t->file].data_off + t->begin;
+}
+
+int st_mapped(const st_set *s)
+{
+    return s->n_files > 0 && s->files[0].mapped;
+}
+
 void st_willneed(const st_set *s, const st_tensor *t)
 {
     const struct st_file *f = &s->files[t->file];

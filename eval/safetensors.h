@@ -76,6 +76,10 @@ uint64_t st_elements(const st_tensor *t);
 const char *st_dtype_name(st_dtype d);
 size_t st_dtype_size(st_dtype d);
 
+/* Byte offset of the tensor's data in its file, and whether the set is mapped (not pread). */
+uint64_t st_file_offset(const st_set *s, const st_tensor *t);
+int st_mapped(const st_set *s);
+
 /* Ask for the tensor's pages ahead of use (MADV_WILLNEED; a no-op without mmap). */
 void st_willneed(const st_set *s, const st_tensor *t);
 

@@ -4,6 +4,7 @@ perplexity, total NLL and scored-token count with the reference (1e-5 relative),
 --tokenize ids with the reference ids (count, first ids, sha256 where given).
 
     check_refs.py HFPPL MODEL_DIR [--refs REFS.json] [--impl NAME] [--texts DIR] [--no-mmap]
+                  [--max-bytes N]
 
 The texts are looked up under --texts by their path in refs.json (without a leading
 "shared/data/"), then by file name. A missing model directory skips the test (exit 77)."""
@@ -83,6 +84,7 @@ def main():
     ap.add_argument("--impl")
     ap.add_argument("--texts", required=True)
     ap.add_argument("--no-mmap", action="store_true")
+    ap.add_argument("--max-bytes", type=int, help="check only texts up to this many bytes")
     a = ap.parse_args()
     refs_path = a.refs or os.path.join(a.model, "refs.json")
     if not os.path.isdir(a.model) or not os.path.isfile(refs_path):
@@ -98,6 +100,9 @@ def main():
                 print(f"skip text {name}: {t['source']} not under {a.texts}")
                 continue
             lo, hi = t["byte_range"]
+            if a.max_bytes and hi - lo > a.max_bytes:
+                print(f"skip text {name}: {hi - lo} bytes (--max-bytes {a.max_bytes})")
+                continue
             data = open(src, "rb").read()[lo:hi]
             path = os.path.join(tmp, "text.txt")
             open(path, "wb").write(data)
