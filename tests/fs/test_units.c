@@ -129,7 +129,7 @@ static char *tmpdir(void)
 static void flip(const char *path, off_t off)
 {
     int fd = open(path, O_RDWR);
-    unsigned char c;
+    unsigned char c = 0;
     CHECK(fd >= 0 && pread(fd, &c, 1, off) == 1);
     c ^= 0x20;
     CHECK(pwrite(fd, &c, 1, off) == 1);
@@ -139,8 +139,12 @@ static void flip(const char *path, off_t off)
 static void test_cache(void)
 {
     char *dir = tmpdir();
-    cache *c;
-    CHECK(dir && cache_open(dir, 0, &c) == 0);
+    cache *c = NULL;
+    if (!dir || cache_open(dir, 0, &c) != 0) {
+        CHECK(!"cannot open a cache in a temporary directory");
+        free(dir);
+        return;
+    }
     const char *id = "0123456789abcdef0123456789abcdef01234567";
     uint32_t bs = 256 << 10;
     unsigned char *data = malloc(bs), *got = malloc(bs);
@@ -222,8 +226,12 @@ static void count_reg(void *arg, snap *s)
 static void test_repo_from_metadata(void)
 {
     char *dir = tmpdir();
-    cache *c;
-    CHECK(dir && cache_open(dir, 0, &c) == 0);
+    cache *c = NULL;
+    if (!dir || cache_open(dir, 0, &c) != 0) {
+        CHECK(!"cannot open a cache in a temporary directory");
+        free(dir);
+        return;
+    }
     const char *commit = "fedcba9876543210fedcba9876543210fedcba98";
     char ref[200], rel[200];
     snprintf(ref, sizeof ref, "{\"commit\":\"%s\",\"mtime\":1700000000,\"checked\":1}", commit);
