@@ -290,7 +290,6 @@ class Store:
 
     def _snapshot(self, folder, meta, top=False):
         files, newest = {}, 0
-        lfs_globs = meta.get("lfs", [])
         for dirpath, dirnames, filenames in os.walk(folder):
             rel_dir = os.path.relpath(dirpath, folder)
             if rel_dir == ".":
@@ -303,11 +302,14 @@ class Store:
                     continue
                 rel = (rel_dir + "/" + name) if rel_dir else name
                 blob = self.blob_for(full)
-                lfs = blob.size >= self.lfs_threshold or any(fnmatch.fnmatch(rel, g)
-                                                             for g in lfs_globs)
-                files[rel] = Entry(rel, blob, lfs)
+                files[rel] = Entry(rel, blob, self.is_lfs(rel, blob, meta))
                 newest = max(newest, int(blob.mtime))
         return Commit(files, newest or time.time())
+
+    def is_lfs(self, path, blob, meta):
+        """Big files, and those matching the repo's "lfs" globs, live in LFS (served by the CDN)."""
+        return blob.size >= self.lfs_threshold or any(fnmatch.fnmatch(path, g)
+                                                       for g in meta.get("lfs", []))
 
     def blob_for(self, full):
         st = os.stat(full)
@@ -363,9 +365,7 @@ class Store:
             for p, data in files.items():
                 blob = Blob.from_bytes(data, now)
                 self.register_blob(blob)
-                lfs = blob.size >= self.lfs_threshold or any(
-                    fnmatch.fnmatch(p, g) for g in repo.meta.get("lfs", []))
-                new[p] = Entry(p, blob, lfs)
+                new[p] = Entry(p, blob, self.is_lfs(p, blob, repo.meta))
             c = Commit(new, now, parent=parent_sha, title=message)
             repo.commits[c.sha] = c
             repo.branches[branch] = c.sha
@@ -645,15 +645,17 @@ def parse_range(header, size):
     return start, end - start + 1
 
 
-def bytes_response(blob, range_header, headers, etag=None, if_none_match=None):
-    """200/206/304 with the file's bytes; headers are the caller's (ETag, commit...)."""
+def bytes_response(handler, blob, headers, etag):
+    """200/206/304 with the file's bytes, as the request's Range and If-None-Match ask;
+    headers are the caller's (commit...)."""
+    range_header = handler.headers.get("Range")
+    if_none_match = handler.headers.get("If-None-Match")
     hdrs = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
             "Last-Modified": http_date(blob.mtime)}
     hdrs.update(headers)
-    if etag is not None:
-        hdrs["ETag"] = '"%s"' % etag
-        if if_none_match and etag in if_none_match.replace("W/", "").replace('"', " ").split():
-            return Response(304, hdrs)
+    hdrs["ETag"] = '"%s"' % etag
+    if if_none_match and etag in if_none_match.replace("W/", "").replace('"', " ").split():
+        return Response(304, hdrs)
     rng = parse_range(range_header, blob.size)
     if rng is None:
         resp = Response(200, hdrs, blob=blob, start=0, length=blob.size)
@@ -769,21 +771,23 @@ class Hub:
                 self.log_file.write(json.dumps(entry) + "\n")
             self.log_lock.notify_all()
 
-    def drain(self, wait):
-        """On the way out: let answers in progress finish (≤ wait s) so their lines are logged."""
+    def _wait_idle(self, wait):
+        """With log_lock held: wait (≤ wait s) until no request is being answered."""
         deadline = time.monotonic() + wait
+        while self.inflight > 0 and time.monotonic() < deadline:
+            self.log_lock.wait(max(0.0, deadline - time.monotonic()))
+
+    def drain(self, wait):
+        """On the way out: let answers in progress finish so their lines are logged."""
         with self.log_lock:
-            while self.inflight > 0 and time.monotonic() < deadline:
-                self.log_lock.wait(max(0.0, deadline - time.monotonic()))
+            self._wait_idle(wait)
             if self.log_file:
                 self.log_file.flush()
 
     def log_since(self, since, wait):
-        """Entries from index since, after waiting (≤ wait s) for requests being answered."""
-        deadline = time.monotonic() + wait
+        """Entries from index since, once the answers in progress are complete."""
         with self.log_lock:
-            while self.inflight > 0 and time.monotonic() < deadline:
-                self.log_lock.wait(max(0.0, deadline - time.monotonic()))
+            self._wait_idle(wait)
             return [dict(e) for e in self.log_entries[since:]]
 
     # -- auth
@@ -1024,8 +1028,7 @@ class Hub:
             raise HubError(404, "EntryNotFound", "Entry not found", hdrs)
         if raw and e.lfs:
             blob = Blob.from_bytes(e.pointer, e.blob.mtime)
-            return bytes_response(blob, handler.headers.get("Range"), hdrs,
-                                  etag=e.oid, if_none_match=handler.headers.get("If-None-Match"))
+            return bytes_response(handler, blob, hdrs, e.oid)
         if e.lfs:
             hdrs.update({"X-Linked-Etag": '"%s"' % e.blob.sha256,
                          "X-Linked-Size": str(e.blob.size), "ETag": '"%s"' % e.oid,
@@ -1040,8 +1043,7 @@ class Hub:
             hdrs.update({"Location": loc, "Accept-Ranges": "bytes",
                          "Content-Type": "text/plain; charset=utf-8"})
             return Response(307, hdrs, ("Temporary Redirect. Redirecting to %s" % loc).encode())
-        return bytes_response(e.blob, handler.headers.get("Range"), hdrs, etag=e.oid,
-                              if_none_match=handler.headers.get("If-None-Match"))
+        return bytes_response(handler, e.blob, hdrs, e.oid)
 
     def resolve_cache_get(self, handler, method, ctx, segs, token):
         if not segs or segs[0] not in ("models", "datasets"):
@@ -1060,8 +1062,7 @@ class Hub:
         e = commit.files.get(fpath)
         if e is None or e.lfs:  # the Hub sends LFS files to the CDN, never through here
             raise HubError(404, "EntryNotFound", "Entry not found", {"X-Repo-Commit": commit.sha})
-        return bytes_response(e.blob, handler.headers.get("Range"), {"X-Repo-Commit": commit.sha},
-                              etag=e.oid, if_none_match=handler.headers.get("If-None-Match"))
+        return bytes_response(handler, e.blob, {"X-Repo-Commit": commit.sha}, e.oid)
 
     # -- the CDN
 
@@ -1097,8 +1098,7 @@ class Hub:
         if blob is None:
             return cdn_error(404, "NoSuchKey", "The specified key does not exist.")
         cdn_etag = hashlib.md5(blob.sha256.encode()).hexdigest()
-        return bytes_response(blob, handler.headers.get("Range"), {}, etag=cdn_etag,
-                              if_none_match=handler.headers.get("If-None-Match"))
+        return bytes_response(handler, blob, {}, cdn_etag)
 
 
 class Redirect(Exception):
@@ -1467,6 +1467,15 @@ def decode_files(files):
     return out
 
 
+def control_repo(hub, cmd):
+    """The repo a push or tag command names ("repo", "type": model|dataset)."""
+    rtype = "dataset" if cmd.get("type") == "dataset" else "model"
+    repo = hub.store.get(rtype, cmd["repo"])
+    if repo is None:
+        raise ValueError("%s: no %s repo %r" % (cmd["cmd"], rtype, cmd["repo"]))
+    return repo
+
+
 def run_control(hub, cmd):
     """One control command (docs/HUBSERVER.md lists them); returns its JSON answer."""
     c = cmd["cmd"]
@@ -1497,19 +1506,13 @@ def run_control(hub, cmd):
         hub.store.rescan()
         return {"ok": True}
     if c == "push":
-        rtype = "dataset" if cmd.get("type") == "dataset" else "model"
-        repo = hub.store.get(rtype, cmd["repo"])
-        if repo is None:
-            raise ValueError("push: no %s repo %r" % (rtype, cmd["repo"]))
+        repo = control_repo(hub, cmd)
         branch = cmd.get("branch", "main")
         commit = hub.store.push(repo, branch, decode_files(cmd.get("files")),
                                 cmd.get("delete", []), cmd.get("message", "Update"))
         return {"sha": commit.sha, "branch": branch}
     if c == "tag":
-        rtype = "dataset" if cmd.get("type") == "dataset" else "model"
-        repo = hub.store.get(rtype, cmd["repo"])
-        if repo is None:
-            raise ValueError("tag: no %s repo %r" % (rtype, cmd["repo"]))
+        repo = control_repo(hub, cmd)
         target = repo.resolve(cmd.get("target", "main"))
         kind = repo.branches if cmd.get("branch") else repo.tags
         with repo.lock:
