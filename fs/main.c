@@ -33,6 +33,7 @@ static void usage(FILE *f)
     fprintf(
         f,
         "usage: hfmount [options] MOUNTPOINT\n"
+            "       hfmount [options] SOURCE MOUNTPOINT  (as mount(8) runs it; a URL SOURCE is the endpoint)\n"
         "\n"
         "Mount the Hugging Face Hub as a read-only file system: MOUNTPOINT/ORG/REPO is a model\n"
         "repo at its default branch, ORG/REPO@REV a branch, tag or commit (a REV with '/' is\n"
@@ -255,6 +256,13 @@ static int parse_args(int argc, char **argv, options *o)
             fprintf(stderr, "Try 'hfmount --help'.\n");
             return -1;
         }
+    }
+    /* mount(8) and /etc/fstab call "hfmount SOURCE MOUNTPOINT -o OPTS": a SOURCE that is a
+     * URL selects the endpoint, any other (e.g. "hfmount") is a label. */
+    if (optind == argc - 2) {
+        const char *src = argv[optind++];
+        if (!o->endpoint && (!strncmp(src, "http://", 7) || !strncmp(src, "https://", 8)))
+            o->endpoint = src;
     }
     if (optind != argc - 1) {
         fprintf(stderr, "hfmount: %s\nTry 'hfmount --help'.\n",
