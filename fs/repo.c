@@ -157,7 +157,10 @@ const char *snap_name(const snap *s, uint32_t i)
 
 static void repo_meta_dir(const hub_repo *ref, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s/%s", ref->kind == HUB_DATASET ? "datasets" : "models", ref->id);
+    /* A one-segment id shares its folder with the org of that name: its own data goes one
+     * level down, under a name no repo can have. */
+    snprintf(buf, cap, "%s/%s%s", ref->kind == HUB_DATASET ? "datasets" : "models", ref->id,
+             strchr(ref->id, '/') ? "" : "/@self");
 }
 
 static void repo_ref_key(const hub_repo *ref, char *buf, size_t cap)

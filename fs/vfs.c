@@ -224,6 +224,10 @@ static int vfs_parse_repo_name(const org *g, const char *name, hub_repo *out)
         }
         if (o == 0) return -ENOENT;
     }
+    if (!name[0]) { /* the org name itself as a one-segment (legacy) repo id, e.g. gpt2 */
+        snprintf(out->id, sizeof out->id, "%s", g->name);
+        return 0;
+    }
     if (hub_check_repo_name(base) < 0) return -ENOENT;
     if (snprintf(out->id, sizeof out->id, "%s/%s", g->name, base) >= (int)sizeof out->id)
         return -ENOENT;
@@ -330,15 +334,33 @@ static void vfs_reply_noent(fuse_req_t req, vfs *v, double ttl)
 
 /* ---- lookup ---- */
 
-static void vfs_lookup_repo(fuse_req_t req, vfs *v, org *g, const char *name)
+/* MOUNT/NAME/x where NAME/x is no repo: NAME may be a one-segment (legacy) repo id, as the Hub
+ * still resolves them (gpt2 → openai-community/gpt2), and x one of its files. */
+static void vfs_lookup_legacy(fuse_req_t req, vfs *v, org *g, const char *name)
 {
-    vrepo *vr = vfs_repo_get(v, g, name);
-    if (!vr) {
+    vrepo *vr = vfs_repo_get(v, g, "");
+    snap *s;
+    if (!vr || repo_snapshot(vr->r, &v->rctx, vfs_register_snap, v, &s) < 0) {
         vfs_reply_noent(req, v, TTL_BRANCH);
         return;
     }
+    long i = snap_lookup(s, (uint32_t)s->tree.n, name);
+    if (i < 0) {
+        vfs_reply_noent(req, v, TTL_BRANCH);
+        return;
+    }
+    vfs_reply_entry(req, v, s->base + 1 + (uint64_t)i, TTL_BRANCH);
+}
+
+static void vfs_lookup_repo(fuse_req_t req, vfs *v, org *g, const char *name)
+{
+    vrepo *vr = vfs_repo_get(v, g, name);
     snap *s;
-    int rc = repo_snapshot(vr->r, &v->rctx, vfs_register_snap, v, &s);
+    int rc = vr ? repo_snapshot(vr->r, &v->rctx, vfs_register_snap, v, &s) : -ENOENT;
+    if (rc == -ENOENT && !strchr(name, '@')) {
+        vfs_lookup_legacy(req, v, g, name);
+        return;
+    }
     if (rc == -ENOENT) {
         vfs_reply_noent(req, v, TTL_BRANCH);
         return;
@@ -527,10 +549,22 @@ static int vfs_fill_dir(vfs *v, const seg *s, uint64_t ino, dirlist *l)
         vfs_list_meta(v, rel, l);
         vfs_list_hfcache(v, g->kind, g->name, l);
         pthread_mutex_lock(&v->mu);
-        for (size_t i = 0; i < v->nrepos; i++)
-            if (v->repos[i]->org == g && repo_current(v->repos[i]->r))
+        snap *legacy = NULL;
+        for (size_t i = 0; i < v->nrepos; i++) {
+            if (v->repos[i]->org != g || !repo_current(v->repos[i]->r)) continue;
+            if (v->repos[i]->name[0])
                 dirlist_add(l, v->repos[i]->name, VFS_UNKNOWN_INO, S_IFDIR);
+            else
+                legacy = repo_current(v->repos[i]->r);
+        }
         pthread_mutex_unlock(&v->mu);
+        /* a legacy repo's files show beside the org's repos */
+        for (uint32_t k = legacy ? legacy->kid_off[legacy->tree.n] : 0;
+             legacy && k < legacy->kid_off[legacy->tree.n + 1]; k++) {
+            uint32_t i = legacy->kids[k];
+            dirlist_add(l, snap_name(legacy, i), legacy->base + 1 + i,
+                        legacy->tree.e[i].is_dir ? S_IFDIR : S_IFREG);
+        }
         return 0;
     }
     case SEG_SNAP: {

@@ -89,6 +89,23 @@ class Revisions(fstest.FsTest):
         self.assertEqual([r for r in self.h.requests(since=n) if r["bucket"] == "api"], [])
         self.assertEqual(self.m.stats()["metadata"]["new_commits"], 1)
 
+    def test_legacy_ids(self):
+        write(os.path.join(self.root, "gpt9", "config.json"), '{"legacy": true}\n')
+        renamed = os.path.join(self.root, "newer-org", "gpt8")
+        write(os.path.join(renamed, "config.json"), '{"renamed": true}\n')
+        write(os.path.join(renamed, ".hub", "meta.json"), '{"aliases": ["gpt8"]}')
+        self.h.control(cmd="rescan")
+        self.m = self.mount(self.h.url)
+        self.assertEqual(self.read("gpt9", "config.json"), '{"legacy": true}\n')
+        self.assertEqual(self.read("gpt8", "config.json"), '{"renamed": true}\n')
+        self.assertIn("config.json", os.listdir(self.m.path("gpt9")))
+        self.assertFalse(os.path.exists(self.m.path("gpt9", "nope.json")))
+        self.m.stop()
+        # cached: listed at the top, served offline
+        self.m = self.mount(self.h.url, None, "--offline")
+        self.assertIn("gpt9", os.listdir(self.m.mnt))
+        self.assertEqual(self.read("gpt9", "config.json"), '{"legacy": true}\n')
+
     def test_revalidation_is_rare(self):
         self.m = self.mount(self.h.url)  # --revalidate 3600
         self.read("demo", "m", "config.json")
