@@ -207,6 +207,46 @@ class MountRateTest(FsTest):
         self.assertIn("HF_TOKEN", log)
         print("permanent 429: EIO after %.1f s; the mount serves other repos" % took)
 
+    def test_faults_all_reads_correct(self):
+        """5xx bursts, random 503s, resets mid-body, a CDN socket that never answers, truncated,
+        longer and mis-announced bodies, expired CDN URLs: every read returns the right bytes."""
+        root = os.path.join(self.tmp, "repos")
+        files = make_repos(root, 4)
+        hub = self.hub(root, "--lfs-threshold", "1000000", "--random-errors", "0.05")
+        m = self.mount(hub.url, None, "--block-size", "256K")
+        faults = [
+            dict(kind="status", status=503, bucket="resolvers", count=5),
+            dict(kind="status", status=500, bucket="api", count=2),
+            dict(kind="status", status=502, listener="cdn", count=3),
+            dict(kind="reset", after=50000, listener="cdn", count=2),
+            dict(kind="reset", after=1000, bucket="resolvers", count=2),
+            dict(kind="truncate", after=30000, listener="cdn", count=2),
+            dict(kind="long_body", extra=4096, listener="cdn", count=2),
+            dict(kind="wrong_length", delta=100, listener="cdn", count=1),
+            dict(kind="wrong_length", delta=-100, bucket="resolvers", count=1),
+            dict(kind="hang", seconds=120, listener="cdn", count=1),
+            dict(kind="cdn_refuse", listener="cdn", count=2),
+        ]
+        for f in faults:
+            hub.control(cmd="fault", **f)
+        t0 = time.time()
+        errors = read_all([m.mnt], root, files, 4)
+        took = time.time() - t0
+        log = hub.requests()
+        fired = sorted({e["fault"] for e in log if e.get("fault")})
+        retries = {}
+        for b in m.stats()["http"]["buckets"].values():
+            for cause, n in b["retries"].items():
+                retries[cause] = retries.get(cause, 0) + n
+        print("faults: %d files in %.1f s; fired %s; retries %s" % (
+            len(files), took, fired, {k: v for k, v in retries.items() if v}))
+        self.assertEqual(errors, [])
+        for kind in ("status", "reset", "truncate", "long_body", "wrong_length", "hang",
+                     "cdn_refuse"):
+            self.assertIn(kind, fired, "fault %s never fired" % kind)
+        self.assertGreater(retries["stall"], 0)
+        self.assertGreater(retries["server_error"], 0)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
