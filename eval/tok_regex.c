@@ -285,6 +285,9 @@ int tok_regex_next(const tok_regex *re, pcre2_match_data *md, const char *s, siz
 {
     while (pos <= len) {
         int rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK, md, NULL);
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT) /* the interpreter keeps its stack on the heap */
+            rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
+                             md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) return 0;
         if (rc < 0) return -EIO;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);

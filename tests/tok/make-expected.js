@@ -109,6 +109,10 @@ function extraCases() {
     "I'M you'RE 12345678 ٣٤٥ ①②", '\u00a0\u2028\u3000\u0085x', 'Ｆｕｌｌｗｉｄｔｈ ﬁ ℌ',
     'e\u0301 café Å Å', '🦙🦙 🦙', 'İstanbul ΣΑΣ'];
   specials.forEach((t, i) => cases.push({ src: `edge #${i}`, text: t }));
+  // long runs: regex backtracking (\s+(?!\S)), digit grouping, merges over long words
+  const runs = [' '.repeat(5000), '7'.repeat(5000), '!?'.repeat(2500), 'ab'.repeat(2500),
+    '\n \n'.repeat(1500), 'x'.repeat(5000), '\u2581'.repeat(300) + 'a b', '\t \u3000 '.repeat(800)];
+  runs.forEach((t, i) => cases.push({ src: `run #${i}`, text: t }));
   BAD_UTF8.forEach((h) => cases.push({ src: `invalid-utf8 ${h}`, hex: h }));
   return cases;
 }
