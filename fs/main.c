@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,8 @@ static void usage(FILE *f)
     fprintf(
         f,
         "usage: hfmount [options] MOUNTPOINT\n"
-            "       hfmount [options] SOURCE MOUNTPOINT  (as mount(8) runs it; a URL SOURCE is the endpoint)\n"
+        "       hfmount [options] SOURCE MOUNTPOINT  (as mount(8) runs it; a URL SOURCE is the "
+        "endpoint)\n"
         "\n"
         "Mount the Hugging Face Hub as a read-only file system: MOUNTPOINT/ORG/REPO is a model\n"
         "repo at its default branch, ORG/REPO@REV a branch, tag or commit (a REV with '/' is\n"
@@ -316,6 +318,56 @@ static int mkdirs(const char *path)
     return 0;
 }
 
+/* The kernel reads ahead only read_ahead_kb of a FUSE file (128 KiB by default) in requests of
+ * at most that size; a model load is sequential and the block fetcher is parallel, so raise it
+ * to a few blocks. The mount's device comes from mountinfo (a stat of the mount point would
+ * need the session loop, which is not running yet). Best effort: it needs root. */
+static void raise_readahead(const char *real, int64_t bytes)
+{
+    char line[8192];
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    if (!f) return;
+    unsigned maj = 0, min = 0;
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        char mnt[4096], *dash = strstr(line, " - ");
+        unsigned a, b;
+        if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &a, &b, mnt) == 3 && dash &&
+            strcmp(mnt, real) == 0 && strncmp(dash + 3, "fuse.hfmount ", 13) == 0) {
+            maj = a;
+            min = b;
+            found = 1;
+        }
+    }
+    fclose(f);
+    if (!found) return;
+    char path[128];
+    snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
+    FILE *ra = fopen(path, "w");
+    if (!ra) {
+        log_debug("cannot raise the kernel read-ahead (%s): %s", path, strerror(errno));
+        return;
+    }
+    fprintf(ra, "%lld\n", (long long)(bytes >> 10));
+    fclose(ra);
+}
+
+typedef struct ra_job {
+    vfs *v;
+    char mountpoint[PATH_MAX];
+    int64_t bytes;
+} ra_job;
+
+/* The INIT answer sets the read-ahead, so raise it only after that. */
+static void *raise_readahead_later(void *arg)
+{
+    ra_job *j = arg;
+    for (int i = 0; i < 500 && !vfs_initialized(j->v); i++)
+        usleep(10000);
+    raise_readahead(j->mountpoint, j->bytes);
+    return NULL;
+}
+
 /* Transfers and waits poll this: once the session is ending (unmount, SIGTERM), a request
  * stuck in retries gives up so that the worker threads can be joined. */
 static int session_ending(void *arg)
@@ -325,7 +377,7 @@ static int session_ending(void *arg)
 
 /* The daemon proper, once mounted: network client, fetcher, the loop. */
 static int serve(struct fuse_session *se, vfs *v, cache *c, const options *o, const char *endpoint,
-                 const char *token, const char *cache_dir)
+                 const char *token, const char *cache_dir, const char *mnt_real)
 {
     http_opts ho = {.endpoint = endpoint,
                     .token = token,
@@ -360,11 +412,16 @@ static int serve(struct fuse_session *se, vfs *v, cache *c, const options *o, co
     vfs_attach(v, http, blobs, session_ending, se);
     log_info("serving %s on %s (cache %s, block size %lld%s)", endpoint, o->mountpoint, cache_dir,
              (long long)o->block_size, o->offline ? ", offline" : "");
+    ra_job ra = {.v = v, .bytes = 4 * o->block_size};
+    snprintf(ra.mountpoint, sizeof ra.mountpoint, "%s", mnt_real);
+    pthread_t ra_thread;
+    int ra_started = pthread_create(&ra_thread, NULL, raise_readahead_later, &ra) == 0;
     struct fuse_loop_config *lc = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(lc, 64);
     fuse_loop_cfg_set_idle_threads(lc, 8);
     rc = fuse_session_loop_mt(se, lc);
     fuse_loop_cfg_destroy(lc);
+    if (ra_started) pthread_join(ra_thread, NULL);
     vfs_attach(v, NULL, NULL, NULL, NULL);
     blob_pool_free(blobs);
     http_client_free(http);
@@ -420,6 +477,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "hfmount: mount point %s is not a directory\n", o.mountpoint);
         return 1;
     }
+    char mnt_real[PATH_MAX]; /* resolved before mounting: afterwards it would ask the mount */
+    if (!realpath(o.mountpoint, mnt_real)) snprintf(mnt_real, sizeof mnt_real, "%s", o.mountpoint);
     char *token = read_token(&o, hf_home);
     if (o.token_file && !token) return 1;
 
@@ -459,7 +518,7 @@ int main(int argc, char **argv)
         /* The mount exists now; the parent returns 0 once the child is detached. */
         fuse_daemonize(o.foreground);
         if (!o.foreground) log_setup(1, o.level);
-        rc = serve(se, v, c, &o, endpoint, token, cache_dir);
+        rc = serve(se, v, c, &o, endpoint, token, cache_dir, mnt_real);
         fuse_session_unmount(se);
         fuse_remove_signal_handlers(se);
         fuse_session_destroy(se);

@@ -66,6 +66,7 @@ struct vfs {
     http_client *http;
     blob_pool *blobs;
     time_t started;
+    _Atomic int initialized; /* the kernel's INIT was answered */
     uid_t uid;
     gid_t gid;
 
@@ -847,6 +848,7 @@ static void vfs_op_init(void *userdata, struct fuse_conn_info *conn)
     conn->max_background = 64;
     conn->congestion_threshold = 48;
     if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+    ((vfs *)userdata)->initialized = 1;
 }
 
 static const struct fuse_lowlevel_ops vfs_ops_table = {
@@ -875,6 +877,11 @@ static const struct fuse_lowlevel_ops vfs_ops_table = {
     .removexattr = vfs_op_removexattr,
     .create = vfs_op_create,
 };
+
+int vfs_initialized(vfs *v)
+{
+    return v->initialized;
+}
 
 const struct fuse_lowlevel_ops *vfs_ops(void)
 {

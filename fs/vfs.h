@@ -44,6 +44,9 @@ void vfs_free(vfs *v);
 /* The operations table; the session's userdata must be the vfs. */
 const struct fuse_lowlevel_ops *vfs_ops(void);
 
+/* nonzero once the kernel's INIT has been answered (the connection's settings are final). */
+int vfs_initialized(vfs *v);
+
 /* The stats document (as MOUNT/.hfmount/stats shows it), malloc'd. */
 char *vfs_stats_json(vfs *v);
 
