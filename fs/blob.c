@@ -58,7 +58,7 @@ struct blob {
 
     pthread_mutex_t tmu; /* the redirect target; held while resolving so a file resolves once */
     char *target;
-    int64_t target_expires;
+    int64_t target_expires, target_margin; /* re-resolve this long before it expires */
 };
 
 typedef enum task_kind { TASK_PREFETCH, TASK_VERIFY } task_kind;
@@ -125,7 +125,8 @@ static char *blob_target(blob *b, int refresh, int *resolving)
 {
     pthread_mutex_lock(&b->tmu);
     time_t now = time(NULL);
-    if (b->target && (refresh || (b->target_expires && now > b->target_expires - 30))) {
+    if (b->target &&
+        (refresh || (b->target_expires && now > b->target_expires - b->target_margin))) {
         free(b->target);
         b->target = NULL;
     }
@@ -148,6 +149,9 @@ static void blob_target_done(blob *b, const char *effective)
         free(b->target);
         b->target = strdup(effective);
         b->target_expires = blob_url_expiry(effective);
+        /* 30 s of slack, or a quarter of a short lifetime (so a URL is used at all) */
+        int64_t life = b->target_expires - (int64_t)time(NULL);
+        b->target_margin = life > 120 ? 30 : (life > 0 ? life / 4 : 0);
     }
     pthread_mutex_unlock(&b->tmu);
 }

@@ -5,6 +5,7 @@ import json
 import mmap
 import os
 import subprocess
+import time
 
 import fstest
 
@@ -86,6 +87,30 @@ class Basic(fstest.FsTest):
             with self.assertRaises(FileNotFoundError):
                 os.stat(os.path.join(self.repo, "probe-%d.bin" % i))
         self.assertEqual(self.h.requests(since=n), [])
+
+    def test_statfs(self):
+        st = os.statvfs(self.m.mnt)
+        self.assertTrue(st.f_flag & os.ST_RDONLY)
+        self.assertEqual(st.f_namemax, 255)
+
+    def test_expired_or_refused_download_url(self):
+        big = os.path.join(self.src, "big.bin")
+        fstest.write_random(big, 12 << 20, 9)
+        h = self.hub(self.root, "--cdn-ttl", "4")
+        m = self.mount(h.url, os.path.join(self.tmp, "c2"), "--block-size", "1M",
+                       "--readahead", "0")
+        path = m.path("demo", "stories260K", "big.bin")
+        want = open(big, "rb").read()
+        with open(path, "rb", buffering=0) as f:
+            self.assertEqual(os.pread(f.fileno(), 1 << 20, 0), want[:1 << 20])
+            time.sleep(4.5)  # the signed URL has expired: resolved again, once
+            self.assertEqual(os.pread(f.fileno(), 1 << 20, 5 << 20), want[5 << 20:6 << 20])
+            h.control(cmd="fault", kind="cdn_refuse", listener="cdn", count=1)
+            self.assertEqual(os.pread(f.fileno(), 1 << 20, 9 << 20), want[9 << 20:10 << 20])
+        log = h.requests()
+        resolves = [r for r in log if r["bucket"] == "resolvers" and r["path"].endswith("big.bin")]
+        self.assertEqual(len(resolves), 3, resolves)
+        self.assertEqual(m.stats()["blocks"]["resolve_retries"], 1)
 
     def test_stats(self):
         open(os.path.join(self.repo, "model.safetensors"), "rb").read()
