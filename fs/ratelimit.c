@@ -321,6 +321,9 @@ static void rl_roll(rl_state *rl, int i, rl_bucket *b, double now)
     b->left = rl_effective_quota(rl, i, b);
     b->window_requests = 0;
     b->next_send = 0;
+    /* a process killed mid-request never reports; forgetting in-flight counts at each window
+     * bounds what such a leak can cost to one window */
+    b->inflight = 0;
 }
 
 /* How long bucket i must wait before a request may go; 0 = go now (and count it). */
