@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PF_PIECE (4u << 20) /* hfmount's default block: one fetch per piece */
@@ -140,8 +141,19 @@ void pf_stop(pf_reader *r)
     r->quit = 1;
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
-    for (int i = 0; i < r->n_threads; i++)
-        pthread_join(r->threads[i], NULL);
+    /* A reader may be inside a pread on a stalled mount: wait a little, and if it is still
+     * there, leave it (and the reader state it uses) behind rather than hang the caller. */
+    int stuck = 0;
+    for (int i = 0; i < r->n_threads; i++) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 2;
+        if (pthread_timedjoin_np(r->threads[i], NULL, &until) != 0) {
+            pthread_detach(r->threads[i]);
+            stuck = 1;
+        }
+    }
+    if (stuck) return;
     for (int i = 0; i < r->n_paths; i++)
         free(r->paths[i]);
     free(r->paths);

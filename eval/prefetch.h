@@ -20,7 +20,8 @@ typedef struct pf_reader pf_reader;
 int pf_start(int n_threads, pf_reader **out);
 /* Queue bytes [off, off + len) of path (the path is copied). */
 int pf_queue(pf_reader *r, const char *path, uint64_t off, uint64_t len);
-/* Stop the threads (pending ranges are dropped) and free everything. */
+/* Stop the threads (pending ranges are dropped) and free everything; a thread still blocked
+ * in a read after 2 s is detached and its state left allocated, so this never hangs. */
 void pf_stop(pf_reader *r);
 
 #endif

@@ -373,6 +373,66 @@ static void test_mistral_window(const char *root)
     pool_free(p);
 }
 
+/* RoPE scaling without a reference to compare with: linear with factor 1 and dynamic within the
+ * trained length must equal plain RoPE exactly; linear factor 2, dynamic beyond the trained
+ * length and llama3 must change the predictions. */
+static double scaled_nll(const char *root, const char *name, const char *scaling, size_t n, pool *p)
+{
+    char dir[512], cfg[1024], err[1024];
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    mkdir(dir, 0700);
+    rng = 88172645463325252ull; /* same weights for every variant */
+    st_writer w = {.header = "{", .hlen = 1};
+    llama_tensors(&w, 2, 0);
+    snprintf(cfg, sizeof cfg,
+             "{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":16,"
+             "\"num_hidden_layers\":2,\"num_attention_heads\":2,\"num_key_value_heads\":1,"
+             "\"rms_norm_eps\":1e-5,\"max_position_embeddings\":32,\"rope_theta\":100.0,"
+             "\"rope_scaling\":%s}",
+             scaling);
+    finish(&w, dir, cfg);
+    mdl_options o = {1, 1, NULL};
+    mdl_model *m;
+    if (mdl_load(dir, &o, &m, err, sizeof err) < 0) {
+        CHECK(0, "%s: %s", name, err);
+        return NAN;
+    }
+    int32_t ids[64];
+    double nll[64], sum = 0;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (int32_t)((i * 13 + 1) % V);
+    CHECK(mdl_window_nll(m, p, ids, n, 1, nll, err, sizeof err) == 0, "%s: %s", name, err);
+    for (size_t i = 0; i + 1 < n; i++)
+        sum += nll[i];
+    mdl_free(m);
+    return sum;
+}
+
+static void test_rope_scaling(const char *root)
+{
+    pool *p;
+    if (pool_create(2, &p) < 0) return;
+    double plain24 = scaled_nll(root, "plain", "null", 24, p);
+    double plain48 = scaled_nll(root, "plain", "null", 48, p);
+    CHECK(scaled_nll(root, "lin1", "{\"type\":\"linear\",\"factor\":1.0}", 24, p) == plain24,
+          "linear factor 1 differs from plain RoPE");
+    CHECK(fabs(scaled_nll(root, "lin2", "{\"type\":\"linear\",\"factor\":2.0}", 24, p) - plain24) >
+              1e-6,
+          "linear factor 2 changes nothing");
+    const char *dyn = "{\"rope_type\":\"dynamic\",\"factor\":4.0}";
+    CHECK(scaled_nll(root, "dyn", dyn, 24, p) == plain24,
+          "dynamic scaling within the trained 32 positions differs from plain RoPE");
+    CHECK(fabs(scaled_nll(root, "dyn", dyn, 48, p) - plain48) > 1e-6,
+          "dynamic scaling beyond the trained length changes nothing");
+    CHECK(fabs(scaled_nll(root, "l3",
+                          "{\"rope_type\":\"llama3\",\"factor\":8.0,\"low_freq_factor\":1.0,"
+                          "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":32}",
+                          24, p) -
+               plain24) > 1e-6,
+          "llama3 scaling changes nothing");
+    pool_free(p);
+}
+
 int main(void)
 {
     test_windows();
@@ -380,6 +440,7 @@ int main(void)
     if (!mkdtemp(root)) return 1;
     test_uniform(root);
     test_mistral_window(root);
+    test_rope_scaling(root);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
