@@ -170,6 +170,41 @@ static void test_redirect_and_token(const ctx *t)
     json_decref(log);
     CHECK(hub_auth >= 3 && cdn_req == 2 && cdn_auth == 0, "hub auth %d, cdn %d, cdn auth %d",
           hub_auth, cdn_req, cdn_auth);
+    /* a relative redirect stays on the endpoint: resolved against the request URL, with the
+     * token (private repos need it there) */
+    CHECK(nt_control(t->hub, "{\"cmd\":\"config\",\"resolve_cache\":true}") == 0, "config");
+    size_t small_len;
+    unsigned char *small = nt_read_file(t->root, "org/repo/small.bin", &small_len);
+    unsigned char part[1000];
+    url_of(url, sizeof url, t, "/org/repo/resolve/main/small.bin");
+    mark = nt_log_len(t->hub);
+    rq = (http_request){.url = url,
+                        .bucket = HTTP_BUCKET_RESOLVE,
+                        .follow = 1,
+                        .off = 5000,
+                        .len = sizeof part,
+                        .expect_total = (int64_t)small_len,
+                        .buf = part};
+    rc = http_do(c, &rq, &rs);
+    CHECK(rc == 0 && rs.status == 206 && small && memcmp(part, small + 5000, sizeof part) == 0,
+          "relative redirect: rc %d status %ld", rc, rs.status);
+    CHECK(rs.effective_url && strstr(rs.effective_url, "/api/resolve-cache/"), "effective %s",
+          rs.effective_url ? rs.effective_url : "-");
+    http_response_free(&rs);
+    free(small);
+    log = nt_log(t->hub, mark);
+    int rc_auth = 0, hops = 0;
+    json_array_foreach(log, i, e)
+    {
+        hops++;
+        rc_auth += strstr(json_string_value(json_object_get(e, "path")), "/api/resolve-cache/") &&
+                   json_is_true(json_object_get(e, "auth"));
+    }
+    json_decref(log);
+    CHECK(hops == 2 && rc_auth == 1, "relative redirect: %d requests, %d with the token", hops,
+          rc_auth);
+    nt_control(t->hub, "{\"cmd\":\"config\",\"resolve_cache\":false}");
+
     CHECK(http_is_endpoint_url(c, t->hub), "endpoint is endpoint");
     CHECK(!http_is_endpoint_url(c, "http://example.org/x"), "other host");
     http_client_free(c);
