@@ -8,6 +8,19 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh --sanitizers
 jobs=$(nproc)
 
+# The real JavaScript Hub client (@huggingface/hub), when npm can fetch it, so that the local Hub
+# server is also checked against a real client; its test skips visibly without it.
+if [ -z "${HF_JS_HUB_MODULES:-}" ] && command -v npm >/dev/null; then
+  npmdir=build/npm-hub-client
+  if [ -d "$npmdir/node_modules/@huggingface/hub" ] ||
+     timeout 120 npm install --silent --no-audit --no-fund --prefix "$npmdir" @huggingface/hub@2.17.5 \
+       >/dev/null 2>&1; then
+    export HF_JS_HUB_MODULES="$PWD/$npmdir/node_modules"
+  else
+    echo "note: npm could not install @huggingface/hub; its client test will be skipped"
+  fi
+fi
+
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure --no-tests=error -j "$jobs"
