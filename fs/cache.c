@@ -212,7 +212,9 @@ int cache_block_read(cache *c, const char *id, uint32_t bs, int64_t idx, size_t 
     size_t c0 = off / hd.chunk, c1 = (off + len - 1) / hd.chunk;
     size_t s0 = c0 * hd.chunk, s1 = (c1 + 1) * hd.chunk;
     if (s1 > hd.len) s1 = hd.len;
-    unsigned char *buf = malloc(s1 - s0);
+    /* A chunk-aligned range (the kernel's reads usually are) is read straight into dst. */
+    int direct = s0 == off && s1 == off + len;
+    unsigned char *buf = direct ? dst : malloc(s1 - s0);
     if (!buf) {
         close(fd);
         return -ENOMEM;
@@ -227,11 +229,13 @@ int cache_block_read(cache *c, const char *id, uint32_t bs, int64_t idx, size_t 
         if (XXH3_64bits(buf + a, n) != sum) why = "data checksum";
     }
     if (!why) {
-        memcpy(dst, buf + (off - s0), len);
+        if (!direct) memcpy(dst, buf + (off - s0), len);
         /* The mtime is the LRU clock; refreshing it costs a write, so do it rarely. */
         if (c->max_bytes > 0 && st.st_mtime < time(NULL) - CACHE_TOUCH_S) futimens(fd, NULL);
+    } else if (direct) {
+        memset(dst, 0, len); /* never leave unverified bytes in the caller's buffer */
     }
-    free(buf);
+    if (!direct) free(buf);
     close(fd);
     if (why) {
         cache_drop_bad(c, path, st.st_size, why);
