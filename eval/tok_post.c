@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tok_regex.h"
-
 /* ---- post-processors: compiled to a flat template: ids before, the sequence, ids after ---- */
 
 struct tok_post {
@@ -132,11 +130,8 @@ static int load_post_node(tok_post *p, json_t *node, const char *path, char *err
     return -ENOTSUP;
 }
 
-int tok_post_load(json_t *node, const char *path, tok_name_fn name_id, const void *ctx,
-                  tok_post **out, char *err, size_t errlen)
+int tok_post_load(json_t *node, const char *path, tok_post **out, char *err, size_t errlen)
 {
-    (void)name_id;
-    (void)ctx;
     *out = NULL;
     if (!node || json_is_null(node)) return 0;
     tok_post *p = calloc(1, sizeof *p);

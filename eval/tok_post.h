@@ -17,11 +17,7 @@
 typedef struct tok_post tok_post;
 typedef struct tok_dec tok_dec;
 
-/* Resolves a special token name to its id (added tokens first, then the vocab); -1 if none. */
-typedef int32_t (*tok_name_fn)(const void *ctx, const char *name, size_t len);
-
-int tok_post_load(json_t *node, const char *path, tok_name_fn name_id, const void *ctx,
-                  tok_post **out, char *err, size_t errlen);
+int tok_post_load(json_t *node, const char *path, tok_post **out, char *err, size_t errlen);
 void tok_post_free(tok_post *p);
 /* out = the single-sequence template around ids (out is appended to). p may be NULL. */
 int tok_post_apply(const tok_post *p, const int32_t *ids, size_t n, tok_ids *out);

@@ -144,8 +144,7 @@ static int load_stages(tok_tokenizer *t, json_t *root, const char *path, char *e
                              model_vocab(t), path, err, errlen)))
         return rc;
     snprintf(where, sizeof where, "%s: post_processor", path);
-    if ((rc = tok_post_load(json_object_get(root, "post_processor"), where, name_to_id, t, &t->post,
-                            err, errlen)))
+    if ((rc = tok_post_load(json_object_get(root, "post_processor"), where, &t->post, err, errlen)))
         return rc;
     snprintf(where, sizeof where, "%s: decoder", path);
     return tok_dec_load(json_object_get(root, "decoder"), where, &t->dec, err, errlen);

@@ -9,8 +9,9 @@
  *
  * tok_encode() gives exactly the ids of `tokenizer(text)` (add_special != 0) or of
  * `tokenizer(text, add_special_tokens=False)` (add_special == 0) for the text's bytes. Invalid
- * UTF-8 in the text is handled as documented in docs/USAGE.md (each invalid byte is replaced by
- * U+FFFD, as Python's `bytes.decode(errors="replace")` does before the library sees the string).
+ * UTF-8 in the text is handled as documented in docs/TOKENIZER.md: each maximal invalid
+ * subsequence is replaced by U+FFFD, as Python's `bytes.decode(errors="replace")` does before
+ * the library sees the string.
  *
  * Errors are negative errno values; a human-readable message naming the file and the problem is
  * written to err (errlen bytes, may be NULL). A loaded tokenizer is immutable and may be used
