@@ -521,6 +521,7 @@ static void setup_handle(CURL *h, http_xfer *x, struct curl_slist *hl, double ti
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(c->connect_s * 1000));
     double t = c->deadline_s < time_left ? c->deadline_s : time_left;
+    if (t < 0.001) t = 0.001; /* a negative value would be refused, leaving no limit at all */
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(t * 1000) + 1);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, x);

@@ -327,7 +327,7 @@ static void rl_roll(rl_state *rl, int i, rl_bucket *b, double now)
 }
 
 /* How long bucket i must wait before a request may go; 0 = go now (and count it). */
-static double rl_try_take(rl_state *rl, int i, double now)
+static double rl_try_take(rl_state *rl, int i, double now, double *spent_wait)
 {
     rl_bucket *b = &rl->sh->b[i];
     if (b->paused_until > now) return b->paused_until - now;
@@ -338,12 +338,26 @@ static double rl_try_take(rl_state *rl, int i, double now)
         long reserve = q / RL_RESERVE_DIV;
         if (b->left <= reserve && b->next_send > now) return b->next_send - now;
         b->left--;
+        if (b->left == 0) *spent_wait = rl_window_end(b) - now;
         if (b->left < reserve)
             b->next_send = now + (rl_window_end(b) - now) / (double)(b->left + 1);
     }
     b->window_requests++;
     if (b->inflight < 100000) b->inflight++;
     return 0;
+}
+
+/* A bucket's figures; the caller holds the lock. */
+static void rl_stats_locked(rl_state *rl, int bucket, double now, rl_bucket_stats *out)
+{
+    rl_bucket *b = &rl->sh->b[bucket];
+    out->quota = rl_effective_quota(rl, bucket, b);
+    out->window_s = b->window_s;
+    out->window_requests = now < rl_window_end(b) ? b->window_requests : 0;
+    out->remaining = b->remaining;
+    out->n429 = b->n429;
+    out->paused_s = b->paused_s;
+    out->paused_until = b->paused_until > now ? b->paused_until : 0;
 }
 
 int rl_take(rl_state *rl, int bucket, double deadline, int (*cancelled)(void *), void *arg,
@@ -356,9 +370,16 @@ int rl_take(rl_state *rl, int bucket, double deadline, int (*cancelled)(void *),
         if (cancelled && cancelled(arg)) return -EINTR;
         rl_lock(rl);
         double now = rl_now();
-        double wait = rl_try_take(rl, bucket, now);
+        double spent = -1;
+        double wait = rl_try_take(rl, bucket, now, &spent);
+        rl_bucket_stats st = {0};
+        if (spent >= 0) rl_stats_locked(rl, bucket, now, &st);
         rl_unlock(rl);
         if (waited) *waited = now - start;
+        if (spent >= 0)
+            log_info("rate limit: bucket %s: this window's budget (%ld per %.0f s) is spent; "
+                     "further requests wait %.1f s for its reset (pacing, not an error)",
+                     rl_bucket_name(bucket), st.quota, st.window_s, spent);
         if (wait <= 0) return 0;
         /* wait to the very end of the caller's patience: another process may lift the pause */
         if (now >= deadline) return -ETIMEDOUT;
@@ -493,14 +514,6 @@ void rl_stats(rl_state *rl, int bucket, rl_bucket_stats *out)
     memset(out, 0, sizeof *out);
     if (bucket < 0 || bucket >= RL_NBUCKETS) return;
     rl_lock(rl);
-    rl_bucket *b = &rl->sh->b[bucket];
-    double now = rl_now();
-    out->quota = rl_effective_quota(rl, bucket, b);
-    out->window_s = b->window_s;
-    out->window_requests = now < rl_window_end(b) ? b->window_requests : 0;
-    out->remaining = b->remaining;
-    out->n429 = b->n429;
-    out->paused_s = b->paused_s;
-    out->paused_until = b->paused_until > now ? b->paused_until : 0;
+    rl_stats_locked(rl, bucket, rl_now(), out);
     rl_unlock(rl);
 }
