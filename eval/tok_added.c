@@ -99,6 +99,8 @@ static int assign_ids(tok_added *a, const tok_strmap *vocab)
     return rc;
 }
 
+static int index_ids(tok_added *a);
+
 int tok_added_load(tok_added *a, json_t *arr, const tok_norm *norm, const tok_strmap *vocab,
                    const char *where, char *err, size_t errlen)
 {
@@ -129,6 +131,7 @@ int tok_added_load(tok_added *a, json_t *arr, const tok_norm *norm, const tok_st
     }
     if (!rc) rc = assign_ids(a, vocab);
     if (!rc) rc = build_buckets(a);
+    if (!rc) rc = index_ids(a);
     if (rc == -ENOMEM) tok_seterr(err, errlen, "%s: out of memory loading added_tokens", where);
     if (rc) tok_added_free(a);
     return rc;
@@ -141,6 +144,7 @@ void tok_added_free(tok_added *a)
         free(a->v[i].match);
     }
     free(a->v);
+    free(a->by_id);
     for (int set = 0; set < 2; set++)
         for (int b = 0; b < 256; b++)
             free(a->bucket[set][b]);
@@ -149,10 +153,20 @@ void tok_added_free(tok_added *a)
 
 const tok_added_token *tok_added_by_id(const tok_added *a, int32_t id)
 {
-    /* Later entries win, as in the library's id map. */
-    for (size_t i = a->n; i-- > 0;)
-        if (a->v[i].id == id) return &a->v[i];
-    return NULL;
+    if (id < 0 || id > a->max_id || a->by_id[id] < 0) return NULL;
+    return &a->v[a->by_id[id]];
+}
+
+/* Later entries win, as in the library's id map. */
+static int index_ids(tok_added *a)
+{
+    a->by_id = malloc(((size_t)a->max_id + 1) * sizeof *a->by_id);
+    if (!a->by_id) return -ENOMEM;
+    for (int32_t i = 0; i <= a->max_id; i++)
+        a->by_id[i] = -1;
+    for (size_t i = 0; i < a->n; i++)
+        a->by_id[a->v[i].id] = (int32_t)i;
+    return 0;
 }
 
 const tok_added_token *tok_added_by_content(const tok_added *a, const char *s, size_t len)

@@ -32,6 +32,7 @@ typedef struct {
     uint32_t *bucket[2][256];
     uint32_t bucket_n[2][256];
     int32_t max_id;
+    int32_t *by_id; /* id → index into v (the last token with that id), -1 when none */
 } tok_added;
 
 /* One cut: text [off, off+len) of the searched string; id >= 0 for an added token. */
