@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -290,6 +291,15 @@ static int score_window(void *ctx, const int32_t *ids, size_t n, size_t first, d
     return mdl_window_nll(s->m, s->p, ids, n, first, nll, err, errlen);
 }
 
+/* CPU time of the whole process (all threads), user + system. */
+static double cpu_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
 static double now(void)
 {
     struct timespec ts;
@@ -340,7 +350,7 @@ static long long rss_anon_bytes(void)
 }
 
 static int write_json(const opts *o, const mdl_model *m, const ppl_params *pp, const ppl_result *r,
-                      const char *sha, double secs, int threads)
+                      const char *sha, double secs, double cpu, int threads)
 {
     char nb[4096];
     char *abs = realpath(o->model_dir, NULL);
@@ -363,6 +373,7 @@ static int write_json(const opts *o, const mdl_model *m, const ppl_params *pp, c
     json_object_set_new(j, "weight_bytes", json_integer((json_int_t)mdl_weight_bytes(m)));
     json_object_set_new(j, "rss_anon_bytes", json_integer(rss_anon_bytes()));
     json_object_set_new(j, "mmap", json_boolean(o->use_mmap));
+    json_object_set_new(j, "cpu_seconds", json_real(cpu)); /* all threads, user + system */
     int rc = json_dump_file(j, o->json, JSON_INDENT(1) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
     json_decref(j);
     if (rc != 0) return die("%s: cannot write the JSON result: %s", o->json, strerror(errno));
@@ -428,16 +439,17 @@ static int evaluate(const opts *o, mdl_model *m, const tok_tokenizer *t, const c
     sha256_hex(text, len, sha);
     scorer sc = {m, p};
     progress pr = {now()};
+    double cpu0 = cpu_now();
     ppl_result r;
     int show = !o->quiet && isatty(STDERR_FILENO);
     int rc = ppl_run(&pp, ids, n, score_window, &sc, show ? on_progress : NULL, &pr, &r, err,
                      sizeof err);
-    double secs = now() - pr.t0;
+    double secs = now() - pr.t0, cpu = cpu_now() - cpu0;
     free(ids);
     pool_free(p);
     if (rc < 0) return die("%s: %s", o->text, err[0] ? err : strerror(-rc));
     print_report(o, m, &pp, &r, secs, o->threads);
-    if (o->json && write_json(o, m, &pp, &r, sha, secs, o->threads)) return EXIT_FAILURE;
+    if (o->json && write_json(o, m, &pp, &r, sha, secs, cpu, o->threads)) return EXIT_FAILURE;
     return 0;
 }
 
