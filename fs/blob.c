@@ -18,9 +18,11 @@
 
 typedef struct flight {
     int64_t idx;
-    int refs;   /* holders (the fetcher and the waiters); under blob.mu */
-    int state;  /* 0 running, 1 data ready, <0 -errno */
-    int listed; /* still in blob.flights */
+    int refs;     /* holders (the fetcher and the waiters); under blob.mu */
+    int state;    /* 0 running, 1 data ready, <0 -errno */
+    int listed;   /* still in blob.flights */
+    int kept;     /* done, and kept listed as a recent block (the list holds a reference) */
+    uint64_t seq; /* when it was kept: the oldest kept block goes first */
     unsigned char *buf;
     size_t len;
     struct flight *next;
@@ -55,6 +57,8 @@ struct blob {
     int verified, verifying;
     stream streams[BLOB_STREAMS];
     uint64_t clock;
+    int nkept; /* recent blocks kept in memory (bounded by readahead + 2) */
+    uint64_t kept_seq;
 
     pthread_mutex_t tmu; /* the redirect target; held while resolving so a file resolves once */
     char *target;
@@ -258,6 +262,41 @@ static void blob_flight_unlist_locked(blob *b, flight *f)
     f->listed = 0;
 }
 
+/* Keep a just-fetched block in memory so that the sequential reader behind the read-ahead
+ * copies it from RAM instead of reading and verifying it from disk again; the oldest of the
+ * kept blocks is let go. */
+static void blob_keep_locked(blob *b, flight *f)
+{
+    int limit = b->pool->o.readahead + 2;
+    f->kept = 1;
+    f->refs++;
+    f->seq = ++b->kept_seq;
+    b->nkept++;
+    while (b->nkept > limit) {
+        flight *old = NULL;
+        for (flight *g = b->flights; g; g = g->next)
+            if (g->kept && (!old || g->seq < old->seq)) old = g;
+        if (!old) break;
+        blob_flight_unlist_locked(b, old);
+        old->kept = 0;
+        b->nkept--;
+        blob_flight_put_locked(b, old);
+    }
+}
+
+/* Let go of every kept block (their bytes failed the file's sha256). */
+static void blob_forget_kept_locked(blob *b)
+{
+    for (flight *g = b->flights, *next; g; g = next) {
+        next = g->next;
+        if (!g->kept) continue;
+        blob_flight_unlist_locked(b, g);
+        g->kept = 0;
+        b->nkept--;
+        blob_flight_put_locked(b, g);
+    }
+}
+
 static void blob_mark_present(blob *b, int64_t idx)
 {
     int verify = 0;
@@ -358,11 +397,23 @@ static int blob_get_block(blob *b, int64_t idx, int (*cancelled)(void *), void *
     if (rc == 0 && cache_block_write(b->pool->o.cache, b->id, b->bs, idx, f->buf, f->len) == 0)
         rc = 1;
     pthread_mutex_lock(&b->mu);
-    blob_flight_unlist_locked(b, f);
+    blob_keep_locked(b, f);
     pthread_mutex_unlock(&b->mu);
     if (rc == 1) blob_mark_present(b, idx);
     *out = f;
     return 0;
+}
+
+/* A recent block in memory, with a reference, or NULL. */
+static flight *blob_mem_get(blob *b, int64_t idx)
+{
+    pthread_mutex_lock(&b->mu);
+    flight *f = b->flights;
+    while (f && !(f->idx == idx && f->state == 1))
+        f = f->next;
+    if (f) f->refs++;
+    pthread_mutex_unlock(&b->mu);
+    return f;
 }
 
 static void blob_put_block(blob *b, flight *f)
@@ -443,6 +494,7 @@ static void blob_verify(blob *b)
     }
     pthread_mutex_lock(&b->mu);
     if (rc == 0 && !ok) {
+        blob_forget_kept_locked(b);
         for (int64_t k = 0; k < b->nblocks; k++)
             b->present[k] = 0;
         b->npresent = 0;
@@ -653,6 +705,11 @@ static void blob_unref(blob *b)
     }
     pthread_mutex_unlock(&p->mu);
     if (!last) return;
+    for (flight *g = b->flights, *next; g; g = next) { /* only kept blocks remain */
+        next = g->next;
+        free(g->buf);
+        free(g);
+    }
     free(b->target);
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->cv);
@@ -683,6 +740,14 @@ long blob_read(blob *b, int64_t off, size_t len, void *dst, int (*cancelled)(voi
         if (n > len - done) n = len - done;
         unsigned char *d = (unsigned char *)dst + done;
         int rc = -ENOENT;
+        flight *mem = blob_mem_get(b, idx);
+        if (mem) {
+            memcpy(d, mem->buf + in, n);
+            p->bytes_shared += (int64_t)n;
+            blob_put_block(b, mem);
+            done += n;
+            continue;
+        }
         if (b->present[idx]) {
             rc = cache_block_read(p->o.cache, b->id, (uint32_t)bs, idx, in, n, d);
             if (rc == 0)
