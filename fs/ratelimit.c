@@ -280,7 +280,7 @@ void rl_parse_ratelimit(const char *value, rl_headers *h)
 void rl_parse_policy(const char *value, rl_headers *h)
 {
     double q = rl_param(value, "q"), w = rl_param(value, "w");
-    if (q >= 0 && w > 0) {
+    if (q >= 1 && w > 0) { /* q=0 would read as "unlimited" here: not a policy */
         h->quota = (long)q;
         h->window_s = w;
     }

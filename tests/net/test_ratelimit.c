@@ -59,6 +59,9 @@ static void test_parse(void)
     h = none();
     rl_parse_policy("\"fixed window\";\"api\";q=10;w=0", &h);
     CHECK(h.quota == -1, "w=0 is no policy");
+    h = none();
+    rl_parse_policy("\"fixed window\";\"api\";q=0;w=300", &h);
+    CHECK(h.quota == -1, "q=0 is no policy (it would mean unlimited)");
     double now = rl_now();
     h = none();
     rl_parse_retry_after("3", now, &h);
