@@ -113,8 +113,30 @@ function extraCases() {
   const runs = [' '.repeat(5000), '7'.repeat(5000), '!?'.repeat(2500), 'ab'.repeat(2500),
     '\n \n'.repeat(1500), 'x'.repeat(5000), '\u2581'.repeat(300) + 'a b', '\t \u3000 '.repeat(800)];
   runs.forEach((t, i) => cases.push({ src: `run #${i}`, text: t }));
+  randomMix(150).forEach((t, i) => cases.push({ src: `random #${i}`, text: t }));
   BAD_UTF8.forEach((h) => cases.push({ src: `invalid-utf8 ${h}`, hex: h }));
   return cases;
+}
+
+// Deterministic random strings from fragments that stress every stage: scripts, case, marks,
+// joiners, whitespace kinds, digits, punctuation, special-token pieces, control characters.
+function randomMix(count) {
+  let seed = 12345;
+  const rnd = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
+  const pool = ['a', 'b', 'Z', 'é', 'ß', 'İ', 'ﬁ', 'ǅ', 'Ω', 'σ', 'ς', ' ', '  ', '\t', '\n',
+    '\r\n', '\u00a0', '\u3000', '\u2028', '\u0085', '1', '23', '٣', '①', '²', '.', ',', '!',
+    '?', "'s", "'RE", "'", '"', '(', ')', '-', '_', '<s>', '</s>', '<|endoftext|>',
+    '<|im_start|>', '<unk>', '▁', '中', '文', 'か', '한', 'ไ', '🦙', '👍🏽', 'e\u0301', '\u200d',
+    '\u0000', '\u001f', '&', '@', '#', '$', '%', 'http://x.y', 'ab12', 'x'.repeat(40),
+    ' '.repeat(20), '\n\n\n', '<', '>', '<|', '|>', '[UNK]', '\u{10FFFF}', '\uFEFF', '\u0301',
+    '\u0915\u094d\u0937'];
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    let s = '';
+    for (let k = 1 + Math.floor(rnd() * 12); k > 0; k--) s += pool[Math.floor(rnd() * pool.length)];
+    out.push(s);
+  }
+  return out;
 }
 
 const caseText = (c) => c.hex !== undefined ? Buffer.from(c.hex, 'hex').toString('utf8') : c.text;
