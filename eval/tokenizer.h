@@ -28,13 +28,13 @@ int tok_load(const char *dir, tok_tokenizer **out, char *err, size_t errlen);
 void tok_free(tok_tokenizer *t);
 
 /* Encode len bytes of text. *ids is malloc'd (free() it), *n_ids its length. */
-int tok_encode(const tok_tokenizer *t, const char *text, size_t len, int add_special,
-               int32_t **ids, size_t *n_ids, char *err, size_t errlen);
+int tok_encode(const tok_tokenizer *t, const char *text, size_t len, int add_special, int32_t **ids,
+               size_t *n_ids, char *err, size_t errlen);
 
 /* Decode ids back to text with the tokenizer's decoder (skip_special_tokens=False).
  * *text is malloc'd and NUL terminated, *len its length without the NUL. */
-int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n_ids, char **text,
-               size_t *len, char *err, size_t errlen);
+int tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n_ids, char **text, size_t *len,
+               char *err, size_t errlen);
 
 /* Number of ids the tokenizer knows (model vocab plus added tokens): max id + 1. */
 size_t tok_vocab_size(const tok_tokenizer *t);
