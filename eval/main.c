@@ -461,25 +461,28 @@ int main(int argc, char **argv)
     char *text;
     size_t len;
     if (read_file(o.text, &text, &len)) return EXIT_FAILURE;
-    char err[1024] = "";
-    mdl_options mo = {o.use_mmap, o.quiet, NULL};
-    mdl_model *m;
-    if (mdl_load(o.model_dir, &mo, &m, err, sizeof err) < 0) {
-        free(text);
-        return die("%s%s", err, "");
-    }
-    tok_tokenizer *t;
-    if (load_tokenizer(o.model_dir, &t)) {
-        mdl_free(m);
-        free(text);
-        return EXIT_FAILURE;
-    }
-    g_weights = mdl_weights(m);
+    /* The handler is in place before the first weight is read: loading reads the norm and
+     * bias vectors from the mapping already. */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_sigbus;
     sa.sa_flags = SA_SIGINFO;
     sigaction(SIGBUS, &sa, NULL);
+    char err[1024] = "";
+    mdl_options mo = {o.use_mmap, o.quiet, NULL, &g_weights};
+    mdl_model *m;
+    if (mdl_load(o.model_dir, &mo, &m, err, sizeof err) < 0) {
+        g_weights = NULL;
+        free(text);
+        return die("%s%s", err, "");
+    }
+    tok_tokenizer *t;
+    if (load_tokenizer(o.model_dir, &t)) {
+        g_weights = NULL;
+        mdl_free(m);
+        free(text);
+        return EXIT_FAILURE;
+    }
     int rc = evaluate(&o, m, t, text, len);
     g_weights = NULL;
     mdl_free(m);

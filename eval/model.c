@@ -1004,6 +1004,7 @@ int mdl_load(const char *dir, const mdl_options *opt, mdl_model **out, char *err
     if (rc == 0 && m->rot_dim / 2 > 256)
         rc = mdl_fail(err, errlen, "%s: rotary dimension %zu is too large", dir, m->rot_dim);
     if (rc == 0) rc = st_open_dir(dir, opt ? opt->use_mmap : 1, &m->st, err, errlen);
+    if (rc == 0 && opt && opt->publish) *opt->publish = m->st;
     if (rc == 0) rc = mdl_bind_all(m, tie, err, errlen);
     if (rc < 0) {
         mdl_free(m);

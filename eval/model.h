@@ -28,6 +28,9 @@ typedef struct {
     int use_mmap;
     int quiet;         /* do not report unused tensors on stderr */
     const kn_isa *isa; /* NULL: the best the CPU has */
+    /* If set, receives the weight set as soon as the files are mapped, before any weight is
+     * read (the entry point's SIGBUS handler needs it during loading too). */
+    const st_set **publish;
 } mdl_options;
 
 int mdl_load(const char *dir, const mdl_options *opt, mdl_model **out, char *err, size_t errlen);

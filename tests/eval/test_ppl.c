@@ -300,7 +300,7 @@ static void test_uniform(const char *root)
         snprintf(dir, sizeof dir, "%s/%s", root, names[a]);
         mkdir(dir, 0700);
         makers[a](dir);
-        mdl_options o = {1, 1, NULL};
+        mdl_options o = {1, 1, NULL, NULL};
         mdl_model *m;
         int rc = mdl_load(dir, &o, &m, err, sizeof err);
         CHECK(rc == 0, "%s: %s", names[a], err);
@@ -345,7 +345,7 @@ static void test_mistral_window(const char *root)
            "{\"model_type\":\"mistral\",\"hidden_size\":8,\"intermediate_size\":16,"
            "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"num_key_value_heads\":1,"
            "\"rms_norm_eps\":1e-5,\"vocab_size\":37,\"sliding_window\":4}");
-    mdl_options o = {1, 1, NULL};
+    mdl_options o = {1, 1, NULL, NULL};
     mdl_model *m;
     pool *p;
     if (mdl_load(dir, &o, &m, err, sizeof err) < 0 || pool_create(2, &p) < 0) {
@@ -391,7 +391,7 @@ static double scaled_nll(const char *root, const char *name, const char *scaling
              "\"rope_scaling\":%s}",
              scaling);
     finish(&w, dir, cfg);
-    mdl_options o = {1, 1, NULL};
+    mdl_options o = {1, 1, NULL, NULL};
     mdl_model *m;
     if (mdl_load(dir, &o, &m, err, sizeof err) < 0) {
         CHECK(0, "%s: %s", name, err);
