@@ -411,7 +411,8 @@ static int merge_all(const tok_bpe *m, tok_bpe_scratch *s, size_t nsym)
 
 size_t tok_bpe_cut(const tok_bpe *m, const char *w, size_t n, size_t from)
 {
-    if (m->meta_id < 0 || n <= m->max_len) return n;
+    /* ignore_merges treats a word and a part differently: no parts (the cache holds either) */
+    if (m->meta_id < 0 || m->ignore_merges || n <= m->max_len) return n;
     for (size_t i = from + 1; i + 3 <= n; i++) {
         const char *hit = memmem(w + i, n - i, META, 3);
         if (!hit) return n;

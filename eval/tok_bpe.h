@@ -52,8 +52,8 @@ int tok_bpe_word(const tok_bpe *m, tok_bpe_scratch *s, const char *w, size_t n, 
  * preceding character never precedes "▁" inside a vocab token: no merge can then join the two
  * sides, so encoding the parts separately gives the same ids, and the parts (words) repeat.
  * tok_bpe_cut() returns the first such cut after from, or n. Only for words longer than
- * max_len (ignore_merges looks at whole words); tok_bpe_part() encodes a part without the
- * ignore_merges shortcut. */
+ * max_len, and never with ignore_merges (it looks at whole words, and a part must encode the
+ * same whether it came from a cut or not); tok_bpe_part() encodes a part. */
 size_t tok_bpe_cut(const tok_bpe *m, const char *w, size_t n, size_t from);
 int tok_bpe_part(const tok_bpe *m, tok_bpe_scratch *s, const char *w, size_t n, tok_ids *out);
 void tok_bpe_scratch_free(tok_bpe_scratch *s);
