@@ -425,6 +425,10 @@ static int evaluate(const opts *o, mdl_model *m, const tok_tokenizer *t, const c
         snprintf(b, sizeof b, "%zu", mdl_max_ctx(m));
         return die("--ctx %s exceeds the model's %s positions", a, b);
     }
+    if (!o->quiet && mdl_trained_ctx(m) && pp.ctx > mdl_trained_ctx(m))
+        fprintf(stderr,
+                "hfppl: warning: --ctx %zu exceeds the model's max_position_embeddings %zu\n",
+                pp.ctx, mdl_trained_ctx(m));
     if (pp.method == PPL_LLAMACPP && tok_bos_id(t) >= 0)
         pp.bos = tok_bos_token_id(t) >= 0 ? tok_bos_token_id(t) : tok_bos_id(t);
     int32_t *ids;
