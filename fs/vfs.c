@@ -674,11 +674,8 @@ static void vfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
     vfh *h = rc == 0 ? calloc(1, sizeof *h) : NULL;
     if (rc == 0 && !h) rc = -ENOMEM;
     if (rc == 0 && s.kind == SEG_STATS) {
-        h->kind = FH_TEXT;
-        h->text = vfs_stats_json(v);
-        h->len = h->text ? strlen(h->text) : 0;
+        h->kind = FH_TEXT; /* the document is built by each read */
         fi->direct_io = 1;
-        rc = h->text ? 0 : -ENOMEM;
     } else if (rc == 0 && s.kind == SEG_SNAP && ino != ((snap *)s.ptr)->base) {
         snap *sn = s.ptr;
         const hub_entry *e = &sn->tree.e[ino - sn->base - 1];
@@ -727,13 +724,19 @@ static void vfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         struct fuse_file_info *fi)
 {
     vfs *v = fuse_req_userdata(req);
-    vfh *h = (vfh *)(uintptr_t)fi->fh;
     v->n.reads++;
-    if (h->kind == FH_TEXT) {
-        size_t o = (size_t)off < h->len ? (size_t)off : h->len;
-        fuse_reply_buf(req, h->text + o, size < h->len - o ? size : h->len - o);
+    if (ino == INO_STATS) {
+        /* Built for each read and owned by it: nothing a concurrent RELEASE could free. */
+        char *text = vfs_stats_json(v);
+        size_t len = text ? strlen(text) : 0, o = (size_t)off < len ? (size_t)off : len;
+        if (text)
+            fuse_reply_buf(req, text + o, size < len - o ? size : len - o);
+        else
+            fuse_reply_err(req, ENOMEM);
+        free(text);
         return;
     }
+    vfh *h = (vfh *)(uintptr_t)fi->fh;
     char *buf = malloc(size ? size : 1);
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
@@ -848,6 +851,10 @@ static void vfs_op_init(void *userdata, struct fuse_conn_info *conn)
     conn->max_background = 64;
     conn->congestion_threshold = 48;
     if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+    /* One READ at a time per direct-I/O syscall: with async DIO the kernel may finish the
+     * syscall on a short answer while sibling READs of the stats file are still in flight and
+     * its RELEASE overtakes them. */
+    conn->want &= ~FUSE_CAP_ASYNC_DIO;
     ((vfs *)userdata)->initialized = 1;
 }
 
