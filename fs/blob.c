@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "sha1.h"
 #include "sha256.h"
 
 #define BLOB_STREAMS 4
@@ -85,7 +86,7 @@ struct blob_pool {
     _Atomic int stop;
     _Atomic int64_t bytes_network, bytes_cache, bytes_shared, blocks_fetched, blocks_cache_hits,
         blocks_readahead, flight_joins, resolves, resolve_retries, sha256_ok, sha256_bad,
-        fetch_errors, blobs_open;
+        fetch_errors, blobs_open, oid_bad;
 };
 
 static void blob_unref(blob *b);
@@ -335,7 +336,19 @@ static int blob_fill(blob *b, flight *f)
         p->blocks_cache_hits++;
         return 1;
     }
-    return blob_net_fetch(b, f->idx, f->buf, f->len);
+    int rc = blob_net_fetch(b, f->idx, f->buf, f->len);
+    if (rc == 0 && !b->is_lfs && b->nblocks == 1) {
+        /* A git-stored file fetched whole: its id is its git blob oid, so check it. */
+        char oid[41];
+        sha1_git_blob(f->buf, f->len, oid);
+        if (strcmp(oid, b->id) != 0) {
+            log_error("%s: the bytes have git oid %s, the tree says %s: not served", b->what, oid,
+                      b->id);
+            p->oid_bad++;
+            return -EIO;
+        }
+    }
+    return rc;
 }
 
 /* Get block idx in memory: join the flight fetching it or start one. On success *out holds a
@@ -599,6 +612,7 @@ void blob_pool_get_stats(blob_pool *p, blob_stats *s)
     s->sha256_bad = p->sha256_bad;
     s->fetch_errors = p->fetch_errors;
     s->blobs_open = p->blobs_open;
+    s->oid_bad = p->oid_bad;
 }
 
 /* ---- blobs ---- */

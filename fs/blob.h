@@ -11,7 +11,8 @@
  *   - sequential access is detected per file (a few offset streams, whatever handle or process
  *     reads), and the next --readahead blocks are fetched in parallel by a small worker pool;
  *   - once every block of an LFS file is on disk its sha256 is checked against the Hub's; a
- *     mismatch drops the file's blocks and is logged.
+ *     mismatch drops the file's blocks and is logged. A git-stored file small enough to be one
+ *     block is checked against its git oid before it is stored or served.
  * blob_read() returns the whole range asked for (clamped at end of file) or an error: never a
  * short read before end of file. Thread-safe. */
 #ifndef HF_BLOB_H
@@ -53,6 +54,7 @@ typedef struct blob_stats {
     int64_t blocks_fetched, blocks_cache_hits, blocks_readahead, flight_joins;
     int64_t resolves, resolve_retries, sha256_ok, sha256_bad, fetch_errors;
     int64_t blobs_open;
+    int64_t oid_bad; /* git-stored files whose bytes did not match their git oid */
 } blob_stats;
 
 int blob_pool_new(const blob_pool_opts *o, blob_pool **out);

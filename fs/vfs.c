@@ -913,15 +913,15 @@ char *vfs_stats_json(vfs *v)
     free(hbuf);
     json_object_set_new(
         j, "blocks",
-        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "bytes_network",
+        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "bytes_network",
                   (json_int_t)b.bytes_network, "bytes_cache", (json_int_t)b.bytes_cache,
                   "bytes_shared", (json_int_t)b.bytes_shared, "fetched",
                   (json_int_t)b.blocks_fetched, "cache_hits", (json_int_t)b.blocks_cache_hits,
                   "readahead", (json_int_t)b.blocks_readahead, "flight_joins",
                   (json_int_t)b.flight_joins, "resolves", (json_int_t)b.resolves, "resolve_retries",
                   (json_int_t)b.resolve_retries, "sha256_ok", (json_int_t)b.sha256_ok, "sha256_bad",
-                  (json_int_t)b.sha256_bad, "fetch_errors", (json_int_t)b.fetch_errors,
-                  "files_open", (json_int_t)b.blobs_open));
+                  (json_int_t)b.sha256_bad, "fetch_errors", (json_int_t)b.fetch_errors, "oid_bad",
+                  (json_int_t)b.oid_bad, "files_open", (json_int_t)b.blobs_open));
     json_object_set_new(
         j, "cache",
         json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "dir", cache_path(v->o.cache), "bytes",

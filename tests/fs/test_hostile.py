@@ -91,6 +91,20 @@ class Hostile(fstest.FsTest):
                              open(os.path.join(self.src, "config.json"), "rb").read())
             m.stop()
 
+    def test_corrupt_git_file_is_refused(self):
+        # a flipped byte in a git-stored file: caught by its git oid, never served or cached
+        self.h.control(cmd="fault", kind="corrupt", offset=10, file="config.json", count=1)
+        m = self.mount(self.h.url)
+        want = open(os.path.join(self.src, "config.json"), "rb").read()
+        try:
+            got = open(m.path("demo", "stories260K", "config.json"), "rb").read()
+        except OSError as e:  # the kernel may or may not retry the failed read itself
+            self.assertEqual(e.errno, errno.EIO)
+            got = open(m.path("demo", "stories260K", "config.json"), "rb").read()
+        self.assertEqual(got, want)
+        self.assertIn("git oid", m.log())
+        self.assertEqual(m.stats()["blocks"]["oid_bad"], 1)
+
     def test_bad_bodies_are_retried(self):
         for kind, extra in (("truncate", {"after": 1000}), ("long_body", {}),
                             ("wrong_length", {}), ("reset", {"after": 5000})):

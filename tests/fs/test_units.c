@@ -13,6 +13,7 @@
 #include "cache.h"
 #include "hub.h"
 #include "repo.h"
+#include "sha1.h"
 #include "sha256.h"
 
 static int failures;
@@ -55,6 +56,26 @@ static void test_sha256(void)
     }
     sha256_final_hex(&c, hex);
     CHECK(strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0);
+}
+
+static void test_sha1(void)
+{
+    sha1_ctx c;
+    char hex[41];
+    sha1_init(&c);
+    sha1_update(&c, "abc", 3);
+    sha1_final_hex(&c, hex);
+    CHECK(strcmp(hex, "a9993e364706816aba3e25717850c26c9cd0d89d") == 0);
+    const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    sha1_init(&c);
+    sha1_update(&c, m, 10);
+    sha1_update(&c, m + 10, strlen(m) - 10);
+    sha1_final_hex(&c, hex);
+    CHECK(strcmp(hex, "84983e441c3bd26ebaae4aa1f95129e5e54670f1") == 0);
+    sha1_git_blob("", 0, hex); /* git's empty blob */
+    CHECK(strcmp(hex, "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391") == 0);
+    sha1_git_blob("hello\n", 6, hex); /* git hash-object of "hello\n" */
+    CHECK(strcmp(hex, "ce013625030ba8dba906f756967f9e9ca394464a") == 0);
 }
 
 static void test_names(void)
@@ -277,6 +298,7 @@ static void test_repo_from_metadata(void)
 int main(void)
 {
     test_sha256();
+    test_sha1();
     test_names();
     test_tree_parse();
     test_cache();
