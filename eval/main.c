@@ -440,7 +440,10 @@ static int evaluate(const opts *o, mdl_model *m, const tok_tokenizer *t, const c
         return die("cannot start %s threads%s", "the worker", "");
     }
     char err[1024] = "", sha[65];
-    sha256_hex(text, len, sha);
+    sha256_ctx hash;
+    sha256_init(&hash);
+    sha256_update(&hash, text, len);
+    sha256_final_hex(&hash, sha);
     scorer sc = {m, p};
     progress pr = {now()};
     double cpu0 = cpu_now();
