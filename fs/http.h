@@ -43,50 +43,50 @@ typedef enum http_bucket {
 } http_bucket;
 
 typedef struct http_opts {
-    const char *endpoint;       /* e.g. "https://huggingface.co", no trailing slash */
-    const char *token;          /* bearer token or NULL */
-    const char *rate;           /* "--rate api=N/SECONDS,resolvers=N/SECONDS" value or NULL */
-    const char *state_dir;      /* directory for the pacing state shared between processes
-                                   (the cache dir); NULL keeps it process-local */
-    double connect_timeout_s;   /* default 10 */
-    double stall_timeout_s;     /* no byte received for this long = fault; default 30 */
-    double deadline_s;          /* one transfer's whole-time limit; default 600 */
-    double max_wait_s;          /* total time one http_do may spend waiting+retrying; 1800 */
-    int offline;                /* nonzero: every http_do fails with -ENETDOWN, nothing sent */
-    const char *user_agent;     /* NULL = "hfmount/VERSION" */
+    const char *endpoint;     /* e.g. "https://huggingface.co", no trailing slash */
+    const char *token;        /* bearer token or NULL */
+    const char *rate;         /* "--rate api=N/SECONDS,resolvers=N/SECONDS" value or NULL */
+    const char *state_dir;    /* directory for the pacing state shared between processes
+                                 (the cache dir); NULL keeps it process-local */
+    double connect_timeout_s; /* default 10 */
+    double stall_timeout_s;   /* no byte received for this long = fault; default 30 */
+    double deadline_s;        /* one transfer's whole-time limit; default 600 */
+    double max_wait_s;        /* total time one http_do may spend waiting+retrying; 1800 */
+    int offline;              /* nonzero: every http_do fails with -ENETDOWN, nothing sent */
+    const char *user_agent;   /* NULL = "hfmount/VERSION" */
 } http_opts;
 
 typedef struct http_request {
-    const char *url;       /* absolute URL */
-    http_bucket bucket;    /* which budget the request is paced and counted under */
-    int head;              /* nonzero: HEAD instead of GET */
-    int follow;            /* nonzero: follow redirects (the final URL is in rs->effective_url);
-                              zero: a 3xx is returned as the answer with rs->location set */
-    int64_t off, len;      /* len > 0: ranged GET of bytes [off, off+len) into buf */
-    int64_t expect_total;  /* ranged GET: required Content-Range total, or -1 if unknown */
-    void *buf;             /* ranged GET destination, at least len bytes */
-    size_t max_body;       /* unranged GET: largest body accepted (0 = 16 MiB) */
+    const char *url;      /* absolute URL */
+    http_bucket bucket;   /* which budget the request is paced and counted under */
+    int head;             /* nonzero: HEAD instead of GET */
+    int follow;           /* nonzero: follow redirects (the final URL is in rs->effective_url);
+                             zero: a 3xx is returned as the answer with rs->location set */
+    int64_t off, len;     /* len > 0: ranged GET of bytes [off, off+len) into buf */
+    int64_t expect_total; /* ranged GET: required Content-Range total, or -1 if unknown */
+    void *buf;            /* ranged GET destination, at least len bytes */
+    size_t max_body;      /* unranged GET: largest body accepted (0 = 16 MiB) */
     int (*cancelled)(void *arg); /* polled while waiting/transferring; nonzero = give up */
     void *cancel_arg;
-    const char *what;      /* for log lines: "ORG/REPO@REV:path" or similar */
+    const char *what; /* for log lines: "ORG/REPO@REV:path" or similar */
 } http_request;
 
 typedef struct http_response {
-    long status;             /* final HTTP status */
-    char *body;              /* unranged GET body, malloc'd, NUL terminated (else NULL) */
+    long status; /* final HTTP status */
+    char *body;  /* unranged GET body, malloc'd, NUL terminated (else NULL) */
     size_t body_len;
-    char *effective_url;     /* URL that answered (after redirects when follow != 0) */
-    char *location;          /* Location header (absolute), or NULL */
-    char *repo_commit;       /* X-Repo-Commit, or NULL */
-    char *linked_etag;       /* X-Linked-Etag without quotes, or NULL */
-    char *etag;              /* ETag without quotes and W/ prefix, or NULL */
-    char *error_code;        /* X-Error-Code, or NULL */
-    char *error_message;     /* X-Error-Message, or NULL */
-    char *link_next;         /* Link: <...>; rel="next" target (absolute), or NULL */
-    char *content_type;      /* Content-Type, or NULL */
-    int64_t linked_size;     /* X-Linked-Size, or -1 */
-    int64_t content_length;  /* Content-Length, or -1 */
-    int64_t last_modified;   /* Last-Modified as Unix time, or -1 */
+    char *effective_url;    /* URL that answered (after redirects when follow != 0) */
+    char *location;         /* Location header (absolute), or NULL */
+    char *repo_commit;      /* X-Repo-Commit, or NULL */
+    char *linked_etag;      /* X-Linked-Etag without quotes, or NULL */
+    char *etag;             /* ETag without quotes and W/ prefix, or NULL */
+    char *error_code;       /* X-Error-Code, or NULL */
+    char *error_message;    /* X-Error-Message, or NULL */
+    char *link_next;        /* Link: <...>; rel="next" target (absolute), or NULL */
+    char *content_type;     /* Content-Type, or NULL */
+    int64_t linked_size;    /* X-Linked-Size, or -1 */
+    int64_t content_length; /* Content-Length, or -1 */
+    int64_t last_modified;  /* Last-Modified as Unix time, or -1 */
 } http_response;
 
 typedef struct http_client http_client;
