@@ -15,6 +15,7 @@
 
 #define BLOB_STREAMS 4
 #define BLOB_QUEUE_MAX 1024
+#define BLOB_REFUSALS_MAX 5 /* CDN refusals of one block (each followed by a re-resolve) */
 #define BLOB_WAIT_SLICE_NS 100000000L /* how often a waiter polls its request's interrupt */
 
 typedef struct flight {
@@ -64,6 +65,7 @@ struct blob {
     pthread_mutex_t tmu; /* the redirect target; held while resolving so a file resolves once */
     char *target;
     int64_t target_expires, target_margin; /* re-resolve this long before it expires */
+    uint64_t target_gen; /* bumped per new target: a refused URL is dropped only once */
 };
 
 typedef enum task_kind { TASK_PREFETCH, TASK_VERIFY } task_kind;
@@ -123,25 +125,29 @@ static int64_t blob_url_expiry(const char *url)
     return 0;
 }
 
-/* Choose the URL for a block. With a known, unexpired redirect target: that (tmu released).
- * Without one: the /resolve/ URL, and tmu stays held until blob_target_done(), so that the
- * other blocks of the file wait for this one resolve instead of making their own. */
-static char *blob_target(blob *b, int refresh, int *resolving)
+/* Choose the URL for a block. With a known, unexpired redirect target: that (tmu released),
+ * its generation in *gen. Without one: the /resolve/ URL, and tmu stays held until
+ * blob_target_done(), so that the other blocks of the file wait for this one resolve instead of
+ * making their own. refused is the generation a caller saw refused (0: none); it is dropped only
+ * if it is still the current one, so several readers of an expired URL re-resolve once. */
+static char *blob_target(blob *b, uint64_t refused, int *resolving, uint64_t *gen)
 {
     pthread_mutex_lock(&b->tmu);
     time_t now = time(NULL);
-    if (b->target &&
-        (refresh || (b->target_expires && now > b->target_expires - b->target_margin))) {
+    if (b->target && ((refused && refused == b->target_gen) ||
+                      (b->target_expires && now > b->target_expires - b->target_margin))) {
         free(b->target);
         b->target = NULL;
     }
     if (b->target) {
         char *url = strdup(b->target);
+        *gen = b->target_gen;
         pthread_mutex_unlock(&b->tmu);
         *resolving = 0;
         return url;
     }
     *resolving = 1;
+    *gen = 0;
     b->pool->resolves++;
     char *url = hub_resolve_url(b->pool->o.endpoint, &b->repo, b->commit, b->path);
     if (!url) pthread_mutex_unlock(&b->tmu);
@@ -153,6 +159,7 @@ static void blob_target_done(blob *b, const char *effective)
     if (effective) {
         free(b->target);
         b->target = strdup(effective);
+        b->target_gen++;
         b->target_expires = blob_url_expiry(effective);
         /* 30 s of slack, or a quarter of a short lifetime (so a URL is used at all) */
         int64_t life = b->target_expires - (int64_t)time(NULL);
@@ -187,16 +194,42 @@ static int blob_status_errno(const blob *b, long status)
     return -EIO;
 }
 
+/* A refusal by the download host (the CDN), not by the endpoint: a signed URL that expired or
+ * was revoked. Only the endpoint's own 401/403 speaks about access to the repo. */
+static int blob_cdn_refused(const blob *b, const http_response *rs)
+{
+    long st = rs->status;
+    if (st != 401 && st != 403 && st != 404 && st != 410) return 0;
+    return rs->effective_url && !http_is_endpoint_url(b->pool->o.http, rs->effective_url);
+}
+
+/* Send the 206 answer in buf to the accounting, or refuse bytes that are not the file's. */
+static int blob_net_accept(blob *b, int64_t idx, const unsigned char *buf, size_t len)
+{
+    if (blob_looks_wrong(b, idx, buf, len)) {
+        log_error("%s: the server sent LFS pointer text or HTML instead of the file", b->what);
+        return -EIO;
+    }
+    b->pool->bytes_network += (int64_t)len;
+    b->pool->blocks_fetched++;
+    return 0;
+}
+
 /* One ranged GET of block idx into buf. The first goes through /resolve/ and its final URL
- * (the CDN after the redirect) serves the following blocks; a refused target is resolved
- * again once. */
+ * (the CDN after the redirect) serves the following blocks. A refusal from the CDN always
+ * leads to a fresh resolve (shared with the file's other readers), up to BLOB_REFUSALS_MAX
+ * times; only the endpoint's own 401/403/404 is the answer. */
 static int blob_net_fetch(blob *b, int64_t idx, unsigned char *buf, size_t len)
 {
     blob_pool *p = b->pool;
     int rc = -EIO;
-    for (int attempt = 0; attempt < 2; attempt++) {
+    uint64_t refused = 0;
+    long status = 0;
+    int attempt;
+    for (attempt = 0; attempt < BLOB_REFUSALS_MAX; attempt++) {
         int resolving;
-        char *url = blob_target(b, attempt > 0, &resolving);
+        uint64_t gen;
+        char *url = blob_target(b, refused, &resolving, &gen);
         if (!url) return -ENOMEM;
         http_request rq = {.url = url,
                            .bucket = http_is_endpoint_url(p->o.http, url) ? HTTP_BUCKET_RESOLVE
@@ -211,27 +244,28 @@ static int blob_net_fetch(blob *b, int64_t idx, unsigned char *buf, size_t len)
                            .what = b->what};
         http_response rs;
         rc = http_do(p->o.http, &rq, &rs);
-        long status = rs.status;
+        status = rs.status;
+        int cdn_refused = rc == 0 && blob_cdn_refused(b, &rs);
         if (resolving) blob_target_done(b, rc == 0 && status == 206 ? rs.effective_url : NULL);
         http_response_free(&rs);
         free(url);
         if (rc < 0) break;
         if (status == 206) {
-            if (blob_looks_wrong(b, idx, buf, len)) {
-                log_error("%s: the server sent LFS pointer text or HTML instead of the file",
-                          b->what);
-                rc = -EIO;
-                break;
-            }
-            p->bytes_network += (int64_t)len;
-            p->blocks_fetched++;
-            return 0;
+            if ((rc = blob_net_accept(b, idx, buf, len)) == 0) return 0;
+            break;
         }
-        rc = blob_status_errno(b, status);
-        if (resolving || (status != 401 && status != 403 && status != 404 && status != 410)) break;
+        if (!cdn_refused) {
+            rc = blob_status_errno(b, status);
+            break;
+        }
+        refused = gen;
         p->resolve_retries++;
-        log_info("%s: download URL refused (%ld): resolving again", b->what, status);
+        log_info("%s: download URL refused by the CDN (%ld): resolving again", b->what, status);
+        rc = -EIO;
     }
+    if (attempt == BLOB_REFUSALS_MAX)
+        log_error("%s: the download server refused %d fresh URLs in a row (HTTP %ld)", b->what,
+                  BLOB_REFUSALS_MAX, status);
     p->fetch_errors++;
     return rc;
 }

@@ -247,6 +247,50 @@ class MountRateTest(FsTest):
         self.assertGreater(retries["stall"], 0)
         self.assertGreater(retries["server_error"], 0)
 
+    def test_cdn_refused_parallel_readers(self):
+        """An expired CDN URL (403 from the CDN, not the endpoint) seen by 5 parallel readers is
+        re-resolved, shared between them, and every reader gets the right bytes, never EACCES."""
+        root = os.path.join(self.tmp, "repos")
+        os.makedirs(os.path.join(root, "org", "big"))
+        src = os.path.join(root, "org", "big", "big.bin")
+        write_random(src, 40 << 20, seed=7)
+        hub = self.hub(root, "--lfs-threshold", "1000000")
+        m = self.mount(hub.url, None, "--block-size", "256K")
+        path = m.path("org", "big", "big.bin")
+        with open(path, "rb") as f:
+            self.assertEqual(len(f.read(1)), 1)  # the CDN target is now known
+        mark = len(hub.requests())
+        hub.control(cmd="fault", kind="cdn_refuse", listener="cdn", count=2)
+        with open(src, "rb") as f:
+            want = f.read()
+        errors, lock = [], threading.Lock()
+
+        def reader(off):
+            try:
+                with open(path, "rb") as f:
+                    f.seek(off << 20)
+                    if f.read(8 << 20) != want[off << 20:(off + 8) << 20]:
+                        raise ValueError("wrong bytes")
+            except (OSError, ValueError) as e:
+                with lock:
+                    errors.append("offset %d MiB: %s" % (off, e))
+
+        threads = [threading.Thread(target=reader, args=(off,)) for off in range(0, 40, 8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        log = hub.requests(mark)
+        refused = [e for e in log if e.get("fault") == "cdn_refuse"]
+        resolves = [e for e in log if e.get("bucket") == "resolvers"]
+        print("cdn refused %d requests; %d re-resolves" % (len(refused), len(resolves)))
+        self.assertEqual(errors, [])
+        self.assertEqual(len(refused), 2)
+        self.assertNotIn("access denied", m.log())
+        # each refusal costs at most one resolve, shared by every reader of the refused URL
+        self.assertGreaterEqual(len(resolves), 1)
+        self.assertLessEqual(len(resolves), len(refused))
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
