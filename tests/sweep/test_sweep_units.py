@@ -265,6 +265,49 @@ class Cli(Base):
         self.assertEqual(r.returncode, 2)
         self.assertIn("hfppl not found", r.stderr)
 
+    def write_bytes(self, name, data):
+        with open(os.path.join(self.dir, name), "wb") as f:
+            f.write(data)
+
+    def assert_usage(self, r, pattern):
+        """Exit 2 and exactly one stderr line matching `pattern`: no traceback."""
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertNotIn("Traceback", r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertRegex(r.stderr.strip(), pattern)
+
+    def test_files_not_utf8_name_file_and_line(self):
+        self.write_bytes("m.txt", b"org/m\n\xff\xfe\n")
+        self.write("t.txt", "hello\n")
+        self.assert_usage(self.run_cli("--models", "m.txt", "--text", "t.txt", "--out", "o"),
+                          r"^hfsweep: m\.txt:2: not UTF-8")
+        self.write_bytes("s.toml", b'text = "t.txt"\nmodels = ["a/b"]\n# \xe9\n')
+        self.assert_usage(self.run_cli("--config", "s.toml", "--out", "o"),
+                          r"^hfsweep: s\.toml:3: not UTF-8")
+        self.write("ok.txt", "a/b\n")
+        self.write_bytes("tok", b"\xff\n")
+        self.assert_usage(self.run_cli("--models", "ok.txt", "--text", "t.txt", "--out", "o",
+                                       "--token-file", "tok"), r"^hfsweep: tok:1: not UTF-8")
+
+    def test_empty_models_file_is_named(self):
+        self.write("empty.txt", "# nothing yet\n\n")
+        self.write("t.txt", "hello\n")
+        self.assert_usage(self.run_cli("--models", "empty.txt", "--text", "t.txt", "--out", "o"),
+                          r"^hfsweep: empty\.txt: no models in the file")
+        self.write("s.toml", 'text = "t.txt"\n')
+        self.assert_usage(self.run_cli("--config", "s.toml", "--out", "o"),
+                          r"^hfsweep: s\.toml: no models")
+
+    def test_bad_paths_are_usage_errors(self):
+        self.write("m.txt", "a/b\n")
+        self.write("t.txt", "hello\n")
+        self.assert_usage(self.run_cli("--models", self.dir, "--text", "t.txt", "--out", "o"),
+                          r"^hfsweep: --models .*: Is a directory")
+        self.assert_usage(self.run_cli("--models", "m.txt", "--text", self.dir, "--out", "o"),
+                          r"^hfsweep: --text .*: Is a directory")
+        self.assert_usage(self.run_cli("--models", "m.txt", "--text", "t.txt", "--out", "t.txt"),
+                          r"^hfsweep: --out t\.txt: exists and is not a directory")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
