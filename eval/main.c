@@ -37,11 +37,11 @@ static const char usage[] =
     "  --method M         sliding (default) or llamacpp\n"
     "  --ctx N            window length in tokens (default 1024, or the model's limit)\n"
     "  --stride S         sliding: window step (default: --ctx)\n"
-    "  --max-tokens N     use only the first N tokens of the text\n"
+    "  --max-tokens N     use only the first N tokens of the text (N >= 1)\n"
     "  --threads N        worker threads (default: all cores)\n"
     "  --json OUT         write every figure, the settings, model id and text sha256 to OUT\n"
     "  --no-mmap          read the weights with pread into memory instead of mapping them\n"
-    "  --quiet            no progress bar or warnings on stderr\n"
+    "  --quiet            no progress bar or warnings on stderr (errors still go there)\n"
     "  --tokenize DIR     print the ids of the text (tokenizer of DIR), space-separated\n"
     "  --no-special       with --tokenize: add_special_tokens=False\n"
     "\n"
@@ -102,6 +102,24 @@ static int parse_size(const char *flag, const char *s, size_t *out)
     return 0;
 }
 
+/* The name (without "--") of the long option whose getopt value is val. */
+static const char *option_name(const struct option *lo, int val)
+{
+    for (; lo->name; lo++)
+        if (lo->val == val) return lo->name;
+    return "option";
+}
+
+/* The placeholder --help uses for an option's value. */
+static const char *value_name(const char *name)
+{
+    static const char *const names[][2] = {
+        {"text", "FILE"}, {"json", "FILE"}, {"tokenize", "DIR"}, {"method", "METHOD"}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(names[i][0], name) == 0) return names[i][1];
+    return "NUMBER";
+}
+
 static int parse_args(int argc, char **argv, opts *o)
 {
     enum {
@@ -139,7 +157,8 @@ static int parse_args(int argc, char **argv, opts *o)
     int c;
     size_t v;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+    /* The leading ':' makes a missing value ':' rather than '?', so it gets its own message. */
+    while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
         switch (c) {
         case O_TEXT:
             o->text = optarg;
@@ -170,6 +189,11 @@ static int parse_args(int argc, char **argv, opts *o)
             break;
         case O_MAXTOK:
             if (parse_size("--max-tokens", optarg, &o->max_tokens)) return -1;
+            /* 0 is the internal "no limit"; a user who types 0 means something else. */
+            if (o->max_tokens == 0)
+                return die("--max-tokens: must be at least 1 (omit it to use the whole text)%s%s",
+                           "", ""),
+                       -1;
             break;
         case O_NOMMAP:
             o->use_mmap = 0;
@@ -190,18 +214,22 @@ static int parse_args(int argc, char **argv, opts *o)
         case O_VERSION:
             printf("hfppl %s\n", HF_VERSION);
             exit(0);
+        case ':': {
+            const char *name = option_name(lo, optopt);
+            return die("--%s needs a %s (see hfppl --help)", name, value_name(name)), -1;
+        }
         default:
-            return die("unknown or incomplete option '%s' (see hfppl --help)%s", argv[optind - 1],
-                       ""),
-                   -1;
+            return die("unknown option '%s' (see hfppl --help)%s", argv[optind - 1], ""), -1;
         }
     }
     if (optind < argc) o->model_dir = argv[optind++];
     if (optind < argc)
         return die("unexpected argument '%s' (see hfppl --help)%s", argv[optind], ""), -1;
+    if (!o->tokenize && !o->model_dir) {
+        fwrite(usage, 1, (size_t)(strstr(usage, "\n\n") + 1 - usage), stderr);
+        return die("missing MODEL_DIR (see hfppl --help)%s%s", "", ""), -1;
+    }
     if (!o->text) return die("--text FILE is required (see hfppl --help)%s%s", "", ""), -1;
-    if (!o->tokenize && !o->model_dir)
-        return die("MODEL_DIR is required (see hfppl --help)%s%s", "", ""), -1;
     if (o->ctx < 2) return die("--ctx: must be at least 2%s%s", "", ""), -1;
     if (o->stride > o->ctx) return die("--stride: must not exceed --ctx%s%s", "", ""), -1;
     if (!o->threads) {
@@ -222,17 +250,18 @@ static int read_file(const char *path, char **data, size_t *len)
             fclose(f);
             return die("%s: out of memory%s", path, "");
         }
+        errno = 0; /* fread sets it on a failure: the cause reported below */
         n += fread(buf + n, 1, cap - n, f);
         if (n < cap) break;
         char *nb = realloc(buf, cap *= 2);
         if (!nb) free(buf);
         buf = nb;
     }
-    int bad = ferror(f);
+    int bad = ferror(f) ? (errno ? errno : EIO) : 0;
     fclose(f);
     if (bad) {
         free(buf);
-        return die("%s: read error%s", path, "");
+        return die("%s: %s", path, strerror(bad));
     }
     *data = buf;
     *len = n;
@@ -425,10 +454,14 @@ static int evaluate(const opts *o, mdl_model *m, const tok_tokenizer *t, const c
         snprintf(b, sizeof b, "%zu", mdl_max_ctx(m));
         return die("--ctx %s exceeds the model's %s positions", a, b);
     }
-    if (!o->quiet && mdl_trained_ctx(m) && pp.ctx > mdl_trained_ctx(m))
+    /* RoPE models run past their training length, as transformers and llama.cpp let them;
+     * only the comparability of the figure suffers, so this warns instead of refusing. */
+    size_t cmp = mdl_comparable_ctx(m);
+    if (!o->quiet && cmp && pp.ctx > cmp)
         fprintf(stderr,
-                "hfppl: warning: --ctx %zu exceeds the model's max_position_embeddings %zu\n",
-                pp.ctx, mdl_trained_ctx(m));
+                "hfppl: warning: --ctx %zu exceeds the model's max_position_embeddings (%zu); "
+                "the results are not comparable with runs inside the trained context\n",
+                pp.ctx, cmp);
     if (pp.method == PPL_LLAMACPP && tok_bos_id(t) >= 0)
         pp.bos = tok_bos_token_id(t) >= 0 ? tok_bos_token_id(t) : tok_bos_id(t);
     int32_t *ids;
@@ -468,6 +501,10 @@ int main(int argc, char **argv)
     char *text;
     size_t len;
     if (read_file(o.text, &text, &len)) return EXIT_FAILURE;
+    if (len == 0) {
+        free(text);
+        return die("the text %s is empty%s", o.text, "");
+    }
     /* The handler is in place before the first weight is read: loading reads the norm and
      * bias vectors from the mapping already. */
     struct sigaction sa;

@@ -2,6 +2,7 @@
  * then the forward pass: embeddings, per-layer attention and MLP as batched matrix products
  * over the whole window, final norm and the vocabulary projection of the scored rows only. */
 #include "model.h"
+#include "jsonfile.h"
 #include "prefetch.h"
 
 #include <errno.h>
@@ -288,16 +289,11 @@ static int mdl_config(const char *dir, mdl_model *m, int *tie, char *err, size_t
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    if (!root) {
-        FILE *f = fopen(path, "r");
-        if (!f)
-            return mdl_fail(err, errlen, "%s/config.json: not found (not a model directory)", dir);
-        fclose(f);
-        return mdl_fail(err, errlen, "%s: not valid JSON: %s (line %d)", path, jerr.text,
-                        jerr.line);
-    }
+    json_t *root;
+    int lrc = jf_load(path, 0, &root, err, errlen);
+    if (lrc == -ENOENT)
+        return mdl_fail(err, errlen, "%s/config.json: not found (not a model directory)", dir);
+    if (lrc < 0) return lrc;
     mdl_cfg c = {root, path, err, errlen, 0};
     const char *type = cfg_str(&c, "model_type", NULL);
     int rc = c.rc;
@@ -1073,6 +1069,11 @@ size_t mdl_max_ctx(const mdl_model *m)
 size_t mdl_trained_ctx(const mdl_model *m)
 {
     return m->max_pos;
+}
+
+size_t mdl_comparable_ctx(const mdl_model *m)
+{
+    return m->rope == ROPE_DYNAMIC ? 0 : m->max_pos;
 }
 
 const st_set *mdl_weights(const mdl_model *m)

@@ -43,6 +43,11 @@ uint64_t mdl_weight_bytes(const mdl_model *m); /* bytes of those tensors as stor
 size_t mdl_vocab(const mdl_model *m);          /* output rows = softmax size */
 size_t mdl_max_ctx(const mdl_model *m);        /* longest window the model accepts, 0: no limit */
 size_t mdl_trained_ctx(const mdl_model *m);    /* max_position_embeddings (0 if not given) */
+/* The context past which results are not comparable with the model's own: RoPE models run
+ * there (as their reference implementations do) but were not trained for it, so the caller
+ * warns; 0 when there is no such point (no max_position_embeddings, or rope_scaling dynamic,
+ * which rescales RoPE for longer inputs by design). Learned positions: see mdl_max_ctx. */
+size_t mdl_comparable_ctx(const mdl_model *m);
 const st_set *mdl_weights(const mdl_model *m);
 
 /* Evaluate ids[0..n) as one window and write nll[i] = -log p(ids[t] | ids[0..t)) for the

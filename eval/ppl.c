@@ -69,7 +69,9 @@ int ppl_plan(const ppl_params *pp, size_t n_ids, size_t *n_windows, size_t *n_sc
         ns += w.len > w.first ? w.len - w.first : 0;
         nw++;
     }
-    if (ns == 0) return ppl_fail(err, errlen, "the text has %zu tokens: nothing to score", n_ids);
+    if (ns == 0)
+        return ppl_fail(err, errlen, "the text has %zu token%s: nothing to score", n_ids,
+                        n_ids == 1 ? "" : "s");
     *n_windows = nw;
     *n_scored = ns;
     return 0;

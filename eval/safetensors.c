@@ -1,5 +1,6 @@
 /* safetensors.c — see safetensors.h. */
 #include "safetensors.h"
+#include "jsonfile.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -462,11 +463,9 @@ static int st_check_index(st_set *s, json_t *map, const char *ipath, char *err, 
 static int st_open_index(const char *dir, const char *ipath, int use_mmap, st_set **out, char *err,
                          size_t errlen)
 {
-    json_error_t jerr;
-    json_t *root = json_load_file(ipath, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
-        return st_fail(err, errlen, "%s: not valid JSON: %s (line %d)", ipath, jerr.text,
-                       jerr.line);
+    json_t *root;
+    int lrc = jf_load(ipath, JSON_REJECT_DUPLICATES, &root, err, errlen);
+    if (lrc < 0) return lrc;
     json_t *map = json_object_get(root, "weight_map");
     int rc = 0;
     if (!json_is_object(map) || json_object_size(map) == 0)

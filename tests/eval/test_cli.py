@@ -34,6 +34,17 @@ def expect_error(args, *words):
     check(ok, f"error for {' '.join(args[-3:])}: {line!r} names {words}")
 
 
+def expect_usage(args, last, *before):
+    """Bad usage: exit 2, the last stderr line contains `last`, earlier lines `before`."""
+    p = run(*args)
+    lines = p.stderr.strip().splitlines()
+    ok = (p.returncode == 2 and lines and last in lines[-1]
+          and all(any(b in ln for ln in lines[:-1]) for b in before)
+          and len(lines) == 1 + (3 if before else 0))
+    check(ok, f"usage error for {' '.join(args) or '(no arguments)'}: exit {p.returncode}, "
+          f"{lines[-1] if lines else ''!r} names {last!r}")
+
+
 def model_copy(tmp, name, edit=None):
     d = os.path.join(tmp, name)
     shutil.copytree(MODEL, d)
@@ -80,12 +91,70 @@ with tempfile.TemporaryDirectory() as tmp:
     expect_error([MODEL], "--text")
     expect_error([MODEL, "--text", TEXT, "--ctx", "abc"], "--ctx", "abc")
     expect_error([MODEL, "--text", TEXT, "--method", "foo"], "--method", "foo")
-    expect_error([MODEL, "--text", TEXT, "--bogus"], "--bogus")
     expect_error([MODEL, "--text", TEXT, "--ctx", "128", "--stride", "256"], "--stride")
     short = os.path.join(tmp, "short.txt")
     open(short, "w").write("Once upon a time")
     expect_error([MODEL, "--text", short, "--method", "llamacpp", "--ctx", "128"],
                  "short.txt", "2 × ctx")
+
+    # Usage: the missing piece is named, with the usage line when MODEL_DIR is absent.
+    expect_usage([], "missing MODEL_DIR", "usage: hfppl MODEL_DIR --text FILE")
+    expect_usage(["--text", TEXT], "missing MODEL_DIR", "usage: hfppl MODEL_DIR --text FILE")
+    for opt, value in (("--text", "FILE"), ("--ctx", "NUMBER"), ("--stride", "NUMBER"),
+                       ("--method", "METHOD"), ("--json", "FILE"), ("--threads", "NUMBER"),
+                       ("--max-tokens", "NUMBER"), ("--tokenize", "DIR")):
+        expect_usage([MODEL, opt], f"{opt} needs a {value}")
+    expect_usage([MODEL, "--text", TEXT, "--max-tokens", "0"], "--max-tokens: must be at least 1")
+    expect_usage([MODEL, "--text", TEXT, "--bogus"], "unknown option '--bogus'")
+
+    # Text files: the errno cause, an empty file named as such, token/tokens.
+    expect_error([MODEL, "--text", tmp], tmp, "Is a directory")
+    empty = os.path.join(tmp, "empty.txt")
+    open(empty, "w").close()
+    expect_error([MODEL, "--text", empty], f"the text {empty} is empty")
+    expect_error([MODEL, "--text", TEXT, "--max-tokens", "1"], "has 1 token: nothing to score")
+    p = run(MODEL, "--text", TEXT, "--max-tokens", "1")
+    check("1 tokens" not in p.stderr, "no '1 tokens'")
+
+    # Past max_position_embeddings (512) a RoPE model runs with a warning; --quiet silences it;
+    # rope_scaling dynamic is made for longer inputs: no warning.
+    p = run(MODEL, "--text", TEXT, "--ctx", "100000", "--max-tokens", "600")
+    check(p.returncode == 0 and "warning: --ctx 100000 exceeds the model's "
+          "max_position_embeddings (512)" in p.stderr and "not comparable" in p.stderr,
+          f"llama --ctx 100000: runs, warns ({p.stderr.strip()!r})")
+    p = run(MODEL, "--text", TEXT, "--ctx", "512", "--max-tokens", "600")
+    check(p.returncode == 0 and "warning" not in p.stderr, "llama --ctx 512: no warning")
+    p = run(MODEL, "--text", TEXT, "--ctx", "100000", "--max-tokens", "600", "--quiet")
+    check(p.returncode == 0 and p.stderr == "", "--quiet: no warning")
+
+    def set_dynamic(d):
+        cfg = json.load(open(os.path.join(d, "config.json")))
+        cfg["rope_scaling"] = {"rope_type": "dynamic", "factor": 2.0}
+        json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+    d = model_copy(tmp, "dynamic", set_dynamic)
+    p = run(d, "--text", TEXT, "--ctx", "1000", "--max-tokens", "600")
+    check(p.returncode == 0 and "warning" not in p.stderr,
+          f"dynamic rope_scaling past 512: no warning ({p.stderr.strip()!r})")
+
+    # config.json that cannot be read: the errno, not "not valid JSON".
+    def config_dir(d):
+        os.remove(os.path.join(d, "config.json"))
+        os.mkdir(os.path.join(d, "config.json"))
+    d = model_copy(tmp, "cfgdir", config_dir)
+    expect_error([d, "--text", TEXT], "config.json", "Is a directory")
+    d = model_copy(tmp, "cfgperm")
+    os.chmod(os.path.join(d, "config.json"), 0)
+    shutil.copy(TEXT, os.path.join(tmp, "t.txt"))
+    os.chmod(tmp, 0o755)
+    cmd = [HFPPL, d, "--text", os.path.join(tmp, "t.txt")]
+    if os.geteuid() == 0:  # root reads any file: drop to nobody to get EACCES
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + cmd
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        check(p.returncode == 1 and "config.json: Permission denied" in p.stderr,
+              f"unreadable config.json: {p.stderr.strip()!r}")
+    except FileNotFoundError:
+        print("SKIP: unreadable config.json (setpriv not found)")
 
     def set_type(d):
         cfg = json.load(open(os.path.join(d, "config.json")))

@@ -376,7 +376,8 @@ static void test_mistral_window(const char *root)
 /* RoPE scaling without a reference to compare with: linear with factor 1 and dynamic within the
  * trained length must equal plain RoPE exactly; linear factor 2, dynamic beyond the trained
  * length and llama3 must change the predictions. */
-static double scaled_nll(const char *root, const char *name, const char *scaling, size_t n, pool *p)
+/* A two-layer llama trained on 32 positions with the given rope_scaling (NULL on failure). */
+static mdl_model *scaled_model(const char *root, const char *name, const char *scaling)
 {
     char dir[512], cfg[1024], err[1024];
     snprintf(dir, sizeof dir, "%s/%s", root, name);
@@ -395,8 +396,16 @@ static double scaled_nll(const char *root, const char *name, const char *scaling
     mdl_model *m;
     if (mdl_load(dir, &o, &m, err, sizeof err) < 0) {
         CHECK(0, "%s: %s", name, err);
-        return NAN;
+        return NULL;
     }
+    return m;
+}
+
+static double scaled_nll(const char *root, const char *name, const char *scaling, size_t n, pool *p)
+{
+    char err[1024];
+    mdl_model *m = scaled_model(root, name, scaling);
+    if (!m) return NAN;
     int32_t ids[64];
     double nll[64], sum = 0;
     for (size_t i = 0; i < n; i++)
@@ -433,6 +442,35 @@ static void test_rope_scaling(const char *root)
     pool_free(p);
 }
 
+/* Past the trained length: learned positions (gpt2) have no row for it, so the window is
+ * refused; RoPE models run there as transformers does, and only a model without dynamic
+ * scaling makes the figure incomparable (the caller warns). */
+static void test_ctx_limits(const char *root)
+{
+    char dir[512], err[1024];
+    snprintf(dir, sizeof dir, "%s/gpt2", root);
+    mdl_options o = {1, 1, NULL, NULL};
+    mdl_model *m;
+    if (mdl_load(dir, &o, &m, err, sizeof err) == 0) {
+        CHECK(mdl_max_ctx(m) == 32, "gpt2: max ctx %zu, not n_positions 32", mdl_max_ctx(m));
+        mdl_free(m);
+    } else {
+        CHECK(0, "gpt2: %s", err);
+    }
+    const char *cases[][2] = {{"lim_plain", "null"},
+                              {"lim_linear", "{\"type\":\"linear\",\"factor\":2.0}"},
+                              {"lim_dyn", "{\"rope_type\":\"dynamic\",\"factor\":4.0}"}};
+    size_t want[] = {32, 32, 0};
+    for (size_t i = 0; i < 3; i++) {
+        if (!(m = scaled_model(root, cases[i][0], cases[i][1]))) continue;
+        CHECK(mdl_max_ctx(m) == 0, "%s: RoPE model refuses windows past %zu", cases[i][0],
+              mdl_max_ctx(m));
+        CHECK(mdl_comparable_ctx(m) == want[i], "%s: comparable ctx %zu, expected %zu", cases[i][0],
+              mdl_comparable_ctx(m), want[i]);
+        mdl_free(m);
+    }
+}
+
 int main(void)
 {
     test_windows();
@@ -441,6 +479,7 @@ int main(void)
     test_uniform(root);
     test_mistral_window(root);
     test_rope_scaling(root);
+    test_ctx_limits(root);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
