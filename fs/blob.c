@@ -15,6 +15,8 @@
 
 #define BLOB_STREAMS 4
 #define BLOB_QUEUE_MAX 1024
+#define BLOB_OID_TRIES 3               /* fetches of a git-stored file whose bytes miss its oid */
+#define BLOB_GIT_WHOLE_MAX (1LL << 30) /* largest git-stored file fetched (and checked) whole */
 #define BLOB_REFUSALS_MAX 5 /* CDN refusals of one block (each followed by a re-resolve) */
 #define BLOB_WAIT_SLICE_NS 100000000L /* how often a waiter polls its request's interrupt */
 
@@ -370,19 +372,25 @@ static int blob_fill(blob *b, flight *f)
         p->blocks_cache_hits++;
         return 1;
     }
-    int rc = blob_net_fetch(b, f->idx, f->buf, f->len);
-    if (rc == 0 && !b->is_lfs && b->nblocks == 1) {
-        /* A git-stored file fetched whole: its id is its git blob oid, so check it. */
+    if (b->is_lfs) return blob_net_fetch(b, f->idx, f->buf, f->len);
+    /* A git-stored file is one block (see blob_block_size): its id is its git blob oid, so the
+     * bytes are checked before anyone sees or stores them; a mismatch is fetched again. */
+    for (int tries = 1;; tries++) {
+        int rc = blob_net_fetch(b, f->idx, f->buf, f->len);
+        if (rc < 0) return rc;
         char oid[41];
         sha1_git_blob(f->buf, f->len, oid);
-        if (strcmp(oid, b->id) != 0) {
-            log_error("%s: the bytes have git oid %s, the tree says %s: not served", b->what, oid,
-                      b->id);
-            p->oid_bad++;
+        if (strcmp(oid, b->id) == 0) return 0;
+        p->oid_bad++;
+        if (tries == BLOB_OID_TRIES) {
+            log_error("%s: the bytes have git oid %s, the tree says %s, %d fetches in a row: "
+                      "not served",
+                      b->what, oid, b->id, tries);
             return -EIO;
         }
+        log_info("%s: the bytes have git oid %s, the tree says %s: fetching again", b->what, oid,
+                 b->id);
     }
-    return rc;
 }
 
 /* Get block idx in memory: join the flight fetching it or start one. On success *out holds a
@@ -652,10 +660,12 @@ void blob_pool_get_stats(blob_pool *p, blob_stats *s)
 /* ---- blobs ---- */
 
 /* Git-stored (non-LFS) files are small and served by /resolve/ itself, so each block would be
- * one more resolver request: they are fetched and cached whole, as one block. */
+ * one more resolver request; and their only checksum is the git oid of the whole file: they
+ * are fetched, checked and cached whole, as one block (up to BLOB_GIT_WHOLE_MAX; the Hub keeps
+ * files over 10 MiB in LFS, so larger ones are refused rather than served unchecked). */
 static uint32_t blob_block_size(const blob_pool *p, const blob_desc *d)
 {
-    if (d->is_lfs || d->size <= (int64_t)p->o.block_size || d->size > (16 << 20))
+    if (d->is_lfs || d->size <= (int64_t)p->o.block_size || d->size > BLOB_GIT_WHOLE_MAX)
         return p->o.block_size;
     return (uint32_t)((d->size + 65535) & ~(int64_t)65535);
 }
@@ -780,6 +790,12 @@ long blob_read(blob *b, int64_t off, size_t len, void *dst, int (*cancelled)(voi
     if (off < 0) return -EINVAL;
     if (off >= b->size || len == 0) return 0;
     if ((int64_t)len > b->size - off) len = (size_t)(b->size - off);
+    if (!b->is_lfs && b->nblocks > 1) {
+        log_error("%s: a git-stored file of %lld bytes (over %lld) cannot be checked against its "
+                  "git oid: not served",
+                  b->what, (long long)b->size, BLOB_GIT_WHOLE_MAX);
+        return -EIO;
+    }
     blob_readahead(b, off, len);
     size_t done = 0;
     while (done < len) {

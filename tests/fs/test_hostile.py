@@ -5,6 +5,7 @@ shows a path outside its tree, and maps errors to ENOENT / EACCES / EIO."""
 import errno
 import json
 import os
+import shutil
 
 import fstest
 
@@ -92,18 +93,64 @@ class Hostile(fstest.FsTest):
             m.stop()
 
     def test_corrupt_git_file_is_refused(self):
-        # a flipped byte in a git-stored file: caught by its git oid, never served or cached
+        # a flipped byte in a git-stored file: caught by its git oid, fetched again, never
+        # served or cached
         self.h.control(cmd="fault", kind="corrupt", offset=10, file="config.json", count=1)
         m = self.mount(self.h.url)
         want = open(os.path.join(self.src, "config.json"), "rb").read()
-        try:
-            got = open(m.path("demo", "stories260K", "config.json"), "rb").read()
-        except OSError as e:  # the kernel may or may not retry the failed read itself
-            self.assertEqual(e.errno, errno.EIO)
-            got = open(m.path("demo", "stories260K", "config.json"), "rb").read()
+        got = open(m.path("demo", "stories260K", "config.json"), "rb").read()
         self.assertEqual(got, want)
         self.assertIn("git oid", m.log())
         self.assertEqual(m.stats()["blocks"]["oid_bad"], 1)
+
+    def test_corrupt_git_file_persistently(self):
+        # every answer corrupted: EIO with a log line, nothing cached; after kill -9 and a
+        # remount on the same cache with a healthy server the right bytes come
+        self.h.control(cmd="fault", kind="corrupt", offset=10, file="tokenizer.json", count=-1)
+        cache = os.path.join(self.tmp, "cache")
+        m = self.mount(self.h.url, cache)
+        path = m.path("demo", "stories260K", "tokenizer.json")
+        with self.assertRaises(OSError) as cm:
+            open(path, "rb").read()
+        self.assertEqual(cm.exception.errno, errno.EIO)
+        self.assertIn("fetches in a row: not served", m.log())
+        self.assertGreaterEqual(m.stats()["blocks"]["oid_bad"], 3)
+        m.kill9()
+        self.h.control(cmd="clear_faults")
+        m = self.mount(self.h.url, cache)
+        self.assertEqual(open(m.path("demo", "stories260K", "tokenizer.json"), "rb").read(),
+                         open(os.path.join(self.src, "tokenizer.json"), "rb").read())
+
+    def test_corrupt_large_git_file(self):
+        # a git-stored file over 16 MiB (several blocks' worth) is checked against its oid too
+        root = os.path.join(self.tmp, "big")
+        os.makedirs(os.path.join(root, "org2", "st"))
+        src = os.path.join(root, "org2", "st", "model.safetensors")
+        fstest.write_random(src, 20 * MiB + 12345, seed=3)
+        h = self.hub(root, "--lfs-threshold", str(64 * MiB))
+        cache = os.path.join(self.tmp, "cache-big")
+        for count in (1, -1):
+            h.control(cmd="clear_faults")
+            h.control(cmd="fault", kind="corrupt", offset=17 * MiB + 1, repo="org2/st",
+                      file="model.safetensors", count=count)
+            m = self.mount(h.url, cache)
+            path = m.path("org2", "st", "model.safetensors")
+            if count == 1:
+                self.assertEqual(fstest.sha256_file(path), fstest.sha256_file(src))
+                self.assertEqual(m.stats()["blocks"]["oid_bad"], 1)
+                m.stop()
+                shutil.rmtree(cache)
+                continue
+            with self.assertRaises(OSError) as cm:
+                with open(path, "rb") as f:
+                    f.seek(17 * MiB)
+                    f.read(4096)
+            self.assertEqual(cm.exception.errno, errno.EIO)
+            m.kill9()
+        h.control(cmd="clear_faults")
+        m = self.mount(h.url, cache)
+        self.assertEqual(fstest.sha256_file(m.path("org2", "st", "model.safetensors")),
+                         fstest.sha256_file(src))
 
     def test_bad_bodies_are_retried(self):
         for kind, extra in (("truncate", {"after": 1000}), ("long_body", {}),
