@@ -2,27 +2,34 @@
  * multi-threaded session loop and an orderly teardown. All state lives in main()'s frame. */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "blob.h"
 #include "cache.h"
 #include "http.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "vfs.h"
 
 typedef struct options {
     const char *mountpoint;
     int foreground, debug, offline;
     char fuse_opts[4096];
-    const char *endpoint, *cache_dir, *token_file, *rate;
+    const char *endpoint, *cache_dir, *token_file, *rate, *log_file;
     int64_t revalidate_s, block_size, cache_max;
     double max_wait_s;
     int readahead;
@@ -59,6 +66,8 @@ static void usage(FILE *f)
         "  --rate api=N/S,resolvers=N/S\n"
         "                         client-side request budgets (default: the Hub's quotas)\n"
         "  --readahead N          blocks fetched ahead of a sequential reader (default 8)\n"
+        "  --log FILE             append the log to FILE (default: stderr with -f, else\n"
+        "                         syslog, else CACHE_DIR/hfmount.log when /dev/log is absent)\n"
         "  --log-level LEVEL      error, warn, info (default) or debug\n"
         "  -h, --help             this text\n"
         "  -V, --version          the version\n"
@@ -154,7 +163,8 @@ enum {
     OPT_MAX_WAIT,
     OPT_RATE,
     OPT_READAHEAD,
-    OPT_LOG_LEVEL
+    OPT_LOG_LEVEL,
+    OPT_LOG
 };
 
 static int parse_level(const char *s, enum log_level *out)
@@ -183,6 +193,7 @@ static int parse_args(int argc, char **argv, options *o)
                                           {"rate", required_argument, 0, OPT_RATE},
                                           {"readahead", required_argument, 0, OPT_READAHEAD},
                                           {"log-level", required_argument, 0, OPT_LOG_LEVEL},
+                                          {"log", required_argument, 0, OPT_LOG},
                                           {"help", no_argument, 0, 'h'},
                                           {"version", no_argument, 0, 'V'},
                                           {0, 0, 0, 0}};
@@ -254,6 +265,9 @@ static int parse_args(int argc, char **argv, options *o)
         case OPT_LOG_LEVEL:
             if (parse_level(optarg, &o->level) < 0) return -1;
             break;
+        case OPT_LOG:
+            o->log_file = optarg;
+            break;
         default:
             fprintf(stderr, "Try 'hfmount --help'.\n");
             return -1;
@@ -318,29 +332,265 @@ static int mkdirs(const char *path)
     return 0;
 }
 
+/* mountinfo writes space, tab, newline and backslash in paths as \ooo. */
+static void unescape_octal(char *s)
+{
+    char *w = s;
+    for (char *r = s; *r; r++) {
+        if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+            r[3] >= '0' && r[3] <= '7') {
+            *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+            r += 3;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = 0;
+}
+
+/* The topmost mount on the absolute path real, from /proc/self/mountinfo: its device and file
+ * system type (e.g. "fuse.hfmount"). 0 when found, -ENOENT when real is not a mount point. */
+static int mount_lookup(const char *real, unsigned *maj, unsigned *min, char *type, size_t cap)
+{
+    char line[8192];
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    if (!f) return -errno;
+    int found = -ENOENT;
+    while (fgets(line, sizeof line, f)) { /* later lines are mounted on top of earlier ones */
+        char mnt[4096], fstype[256], *dash = strstr(line, " - ");
+        unsigned a, b;
+        if (!dash || sscanf(line, "%*d %*d %u:%u %*s %4095s", &a, &b, mnt) != 3 ||
+            sscanf(dash + 3, "%255s", fstype) != 1)
+            continue;
+        unescape_octal(mnt);
+        if (strcmp(mnt, real) != 0) continue;
+        *maj = a;
+        *min = b;
+        snprintf(type, cap, "%s", fstype);
+        found = 0;
+    }
+    fclose(f);
+    return found;
+}
+
+/* The mount point must be an existing directory that is neither a live hfmount mount nor a
+ * dead mount left by a killed daemon (either would be silently stacked over). It is resolved to
+ * an absolute path: the daemon runs in / and the unmount at exit must still find it. 0 or -1
+ * (reported). */
+static void report_dead_mount(const char *mnt)
+{
+    fprintf(stderr,
+            "hfmount: %s is a dead mount (Transport endpoint is not connected): the daemon "
+            "that served it died; run 'fusermount3 -u %s' and mount again\n",
+            mnt, mnt);
+}
+
+static int check_mountpoint(const char *mnt, char real[PATH_MAX])
+{
+    struct stat st;
+    if (stat(mnt, &st) < 0) {
+        if (errno == ENOTCONN)
+            report_dead_mount(mnt);
+        else
+            fprintf(stderr, "hfmount: mount point %s: %s\n", mnt, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "hfmount: mount point %s is not a directory\n", mnt);
+        return -1;
+    }
+    if (!realpath(mnt, real)) {
+        fprintf(stderr, "hfmount: mount point %s: %s\n", mnt, strerror(errno));
+        return -1;
+    }
+    unsigned maj, min;
+    char type[256];
+    if (mount_lookup(real, &maj, &min, type, sizeof type) == 0 && !strcmp(type, "fuse.hfmount")) {
+        /* stat may have answered from the kernel's attribute cache; statfs always asks. */
+        struct statvfs sv;
+        if (statvfs(real, &sv) < 0 && errno == ENOTCONN) {
+            report_dead_mount(mnt);
+            return -1;
+        }
+        fprintf(stderr,
+                "hfmount: %s is already an hfmount mount; unmount it first "
+                "(fusermount3 -u %s)\n",
+                real, real);
+        return -1;
+    }
+    return 0;
+}
+
+/* Split an http(s)://[userinfo@]host[:port]/... endpoint into host and port strings. */
+static int endpoint_hostport(const char *ep, char *host, size_t hcap, char *port, size_t pcap)
+{
+    const char *p = strstr(ep, "://");
+    if (!p) return -EINVAL;
+    snprintf(port, pcap, "%s", strncmp(ep, "https", 5) == 0 ? "443" : "80");
+    p += 3;
+    size_t auth = strcspn(p, "/?#");
+    const char *at = memchr(p, '@', auth);
+    if (at) p = at + 1;
+    size_t n;
+    if (*p == '[') {
+        const char *close = strchr(p, ']');
+        if (!close) return -EINVAL;
+        n = (size_t)(close - p - 1);
+        snprintf(host, hcap, "%.*s", (int)n, p + 1);
+        p = close + 1;
+    } else {
+        n = strcspn(p, ":/?#");
+        snprintf(host, hcap, "%.*s", (int)n, p);
+        p += n;
+    }
+    if (*p == ':') {
+        n = strcspn(p + 1, "/?#");
+        if (n) snprintf(port, pcap, "%.*s", (int)n, p + 1);
+    }
+    return *host ? 0 : -EINVAL;
+}
+
+/* One non-blocking connect, waited for at most ms. 0 or a positive errno. */
+static int connect_within(const struct addrinfo *ai, int ms)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return errno;
+    int err = 0;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        err = errno;
+        if (err == EINPROGRESS) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            int n = poll(&pfd, 1, ms);
+            socklen_t len = sizeof err;
+            if (n == 0)
+                err = ETIMEDOUT;
+            else if (n < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                err = errno;
+        }
+    }
+    close(fd);
+    return err;
+}
+
+/* A plain TCP connect to the endpoint (no HTTP request, so request counts stay exact), 3 s
+ * at most: a mistyped or dead endpoint is reported at mount time rather than by a read that
+ * waits out --max-wait. 0 when reachable, else -1 with the cause in why. */
+static int probe_endpoint(const char *ep, char *why, size_t cap)
+{
+    char host[1024], port[32];
+    if (endpoint_hostport(ep, host, sizeof host, port, sizeof port) < 0) {
+        snprintf(why, cap, "no host in the URL");
+        return -1;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    int g = getaddrinfo(host, port, &hints, &res);
+    if (g != 0) {
+        snprintf(why, cap, "cannot resolve %s: %s", host, gai_strerror(g));
+        return -1;
+    }
+    int err = EHOSTUNREACH;
+    for (struct addrinfo *ai = res; ai && err; ai = ai->ai_next)
+        err = connect_within(ai, 3000);
+    freeaddrinfo(res);
+    if (err) snprintf(why, cap, "connect to %s port %s: %s", host, port, strerror(err));
+    return err ? -1 : 0;
+}
+
+/* Where the daemon's log goes: --log FILE, else syslog, else (no /dev/log to receive it) a
+ * file in the cache dir. Opened before detaching so that a bad path is reported. The fd
+ * (appending) or -1 for syslog/stderr; -2 when it cannot be opened (reported). */
+static int open_log(const options *o, const char *cache_dir, char *path, size_t cap)
+{
+    if (o->log_file)
+        snprintf(path, cap, "%s", o->log_file);
+    else if (!o->foreground && access("/dev/log", F_OK) != 0) {
+        if (snprintf(path, cap, "%s/hfmount.log", cache_dir) >= (int)cap) {
+            fprintf(stderr, "hfmount: cache directory path too long: %s\n", cache_dir);
+            return -2;
+        }
+    } else
+        return -1;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "hfmount: cannot open the log file %s: %s\n", path, strerror(errno));
+        return -2;
+    }
+    return fd;
+}
+
+/* Detach like fuse_daemonize(), except that the parent stays until the child reports (with
+ * daemon_ready()) that it serves: the exit status is then the daemon's start-up result and
+ * an error after the fork still reaches the terminal, which the child keeps as stderr until
+ * then. In the child: the fd to report on, or -1 (no fork: reported). */
+static int daemon_detach(void)
+{
+    int fds[2];
+    if (pipe(fds) < 0) {
+        fprintf(stderr, "hfmount: pipe: %s\n", strerror(errno));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "hfmount: fork: %s\n", strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid > 0) {
+        close(fds[1]);
+        unsigned char st = 1;
+        ssize_t n;
+        do
+            n = read(fds[0], &st, 1);
+        while (n < 0 && errno == EINTR);
+        _exit(n == 1 ? st : 1); /* no byte: the child died starting up */
+    }
+    close(fds[0]);
+    setsid();
+    if (chdir("/") < 0) { /* keep going: paths in use are absolute */
+    }
+    return fds[1];
+}
+
+typedef struct daemon_io {
+    int ready_fd; /* report fd of a detached child, -1 in the foreground */
+    int log_fd;   /* the log file, -1 for syslog (detached) or stderr (foreground) */
+    enum log_level level;
+} daemon_io;
+
+/* Start-up done: the log leaves the terminal (for the file or syslog), a detached child drops
+ * its terminal and releases the waiting parent with status 0. Before threads log anything. */
+static void daemon_ready(daemon_io *io)
+{
+    if (io->ready_fd >= 0) {
+        int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 1);
+            dup2(io->log_fd >= 0 ? io->log_fd : nul, 2);
+            if (nul > 2) close(nul);
+        }
+        if (io->log_fd < 0) log_setup(1, io->level);
+        unsigned char ok = 0;
+        if (write(io->ready_fd, &ok, 1) != 1) { /* the parent is gone: nothing to tell */
+        }
+        close(io->ready_fd);
+        io->ready_fd = -1;
+    } else if (io->log_fd >= 0) {
+        dup2(io->log_fd, 2);
+    }
+}
+
 /* The kernel reads ahead only read_ahead_kb of a FUSE file (128 KiB by default) in requests of
  * at most that size; a model load is sequential and the block fetcher is parallel, so raise it
  * to a few blocks. The mount's device comes from mountinfo (a stat of the mount point would
  * need the session loop, which is not running yet). Best effort: it needs root. */
 static void raise_readahead(const char *real, int64_t bytes)
 {
-    char line[8192];
-    FILE *f = fopen("/proc/self/mountinfo", "r");
-    if (!f) return;
     unsigned maj = 0, min = 0;
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f)) {
-        char mnt[4096], *dash = strstr(line, " - ");
-        unsigned a, b;
-        if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &a, &b, mnt) == 3 && dash &&
-            strcmp(mnt, real) == 0 && strncmp(dash + 3, "fuse.hfmount ", 13) == 0) {
-            maj = a;
-            min = b;
-            found = 1;
-        }
-    }
-    fclose(f);
-    if (!found) return;
+    char type[256];
+    if (mount_lookup(real, &maj, &min, type, sizeof type) < 0 || strcmp(type, "fuse.hfmount"))
+        return;
     char path[128];
     snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
     FILE *ra = fopen(path, "w");
@@ -377,7 +627,7 @@ static int session_ending(void *arg)
 
 /* The daemon proper, once mounted: network client, fetcher, the loop. */
 static int serve(struct fuse_session *se, vfs *v, cache *c, const options *o, const char *endpoint,
-                 const char *token, const char *cache_dir, const char *mnt_real)
+                 const char *token, const char *cache_dir, const char *mnt_real, daemon_io *io)
 {
     http_opts ho = {.endpoint = endpoint,
                     .token = token,
@@ -410,7 +660,8 @@ static int serve(struct fuse_session *se, vfs *v, cache *c, const options *o, co
         return 1;
     }
     vfs_attach(v, http, blobs, session_ending, se);
-    log_info("serving %s on %s (cache %s, block size %lld%s)", endpoint, o->mountpoint, cache_dir,
+    daemon_ready(io);
+    log_info("serving %s on %s (cache %s, block size %lld%s)", endpoint, mnt_real, cache_dir,
              (long long)o->block_size, o->offline ? ", offline" : "");
     ra_job ra = {.v = v, .bytes = 4 * o->block_size};
     snprintf(ra.mountpoint, sizeof ra.mountpoint, "%s", mnt_real);
@@ -436,7 +687,7 @@ int main(int argc, char **argv)
                  .readahead = 8,
                  .level = LOG_LVL_INFO};
     int pr = parse_args(argc, argv, &o);
-    if (pr != 0) return pr > 0 ? 0 : 2;
+    if (pr != 0) return pr > 0 ? 0 : 1;
     log_setup(0, o.level);
     if (env_true("HF_HUB_OFFLINE")) o.offline = 1;
 
@@ -450,7 +701,7 @@ int main(int argc, char **argv)
         endpoint[n - 1] = 0;
     if (strncmp(endpoint, "http://", 7) != 0 && strncmp(endpoint, "https://", 8) != 0) {
         fprintf(stderr, "hfmount: endpoint \"%s\" must start with http:// or https://\n", endpoint);
-        return 2;
+        return 1;
     }
     if (getenv("HF_HOME") && *getenv("HF_HOME"))
         snprintf(hf_home, sizeof hf_home, "%s", getenv("HF_HOME"));
@@ -472,16 +723,30 @@ int main(int argc, char **argv)
         return 1;
     }
     snprintf(cache_dir, sizeof cache_dir, "%s", real); /* the daemon runs in / */
-    struct stat st;
-    if (stat(o.mountpoint, &st) < 0 || !S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "hfmount: mount point %s is not a directory\n", o.mountpoint);
+    char mnt_real[PATH_MAX]; /* resolved before mounting: afterwards it would ask the mount */
+    if (check_mountpoint(o.mountpoint, mnt_real) < 0) return 1;
+    /* Everything that can fail is checked here, while the error still reaches the terminal
+     * and the exit status (the HTTP client itself starts threads, so it starts after the fork). */
+    long rq[RL_NBUCKETS];
+    double rw[RL_NBUCKETS];
+    if (rl_parse_rate(o.rate, rq, rw) < 0) return 1;
+    char log_path[PATH_MAX];
+    daemon_io io = {.ready_fd = -1,
+                    .log_fd = open_log(&o, cache_dir, log_path, sizeof log_path),
+                    .level = o.level};
+    if (io.log_fd == -2) return 1;
+    char *token = read_token(&o, hf_home);
+    if (o.token_file && !token) {
+        if (io.log_fd >= 0) close(io.log_fd);
         return 1;
     }
-    char mnt_real[PATH_MAX]; /* resolved before mounting: afterwards it would ask the mount */
-    if (!realpath(o.mountpoint, mnt_real)) snprintf(mnt_real, sizeof mnt_real, "%s", o.mountpoint);
-    char *token = read_token(&o, hf_home);
-    if (o.token_file && !token) return 1;
 
+    char why[1200];
+    if (!o.offline && probe_endpoint(endpoint, why, sizeof why) < 0)
+        fprintf(stderr,
+                "hfmount: warning: cannot reach %s (%s); cached repos are served, others wait "
+                "up to --max-wait (%g s); check HF_ENDPOINT / --endpoint, or use --offline\n",
+                endpoint, why, o.max_wait_s);
     cache *c = NULL;
     vfs *v = NULL;
     if (cache_open(cache_dir, o.cache_max, &c) < 0 ||
@@ -494,6 +759,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "hfmount: cannot open the cache %s\n", cache_dir);
         cache_close(c);
         free(token);
+        if (io.log_fd >= 0) close(io.log_fd);
         return 1;
     }
     char fopts[4200];
@@ -507,23 +773,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "hfmount: bad FUSE options \"%s\"\n", o.fuse_opts);
     } else if (fuse_set_signal_handlers(se) != 0) {
         fuse_session_destroy(se);
-    } else if (fuse_session_mount(se, o.mountpoint) != 0) {
-        fprintf(stderr,
-                "hfmount: cannot mount on %s (is it already mounted? is /dev/fuse "
-                "usable? see fusermount3)\n",
-                o.mountpoint);
+    } else if (fuse_session_mount(se, mnt_real) != 0) {
+        fprintf(stderr, "hfmount: cannot mount on %s (is /dev/fuse usable? see fusermount3)\n",
+                mnt_real);
         fuse_remove_signal_handlers(se);
         fuse_session_destroy(se);
     } else {
-        /* The mount exists now; the parent returns 0 once the child is detached. */
-        fuse_daemonize(o.foreground);
-        if (!o.foreground) log_setup(1, o.level);
-        rc = serve(se, v, c, &o, endpoint, token, cache_dir, mnt_real);
+        /* The mount exists now; a detached parent exits once the child serves (0) or failed
+         * (1); a failing child unmounts before it exits. */
+        if (o.foreground || (io.ready_fd = daemon_detach()) >= 0)
+            rc = serve(se, v, c, &o, endpoint, token, cache_dir, mnt_real, &io);
         fuse_session_unmount(se);
         fuse_remove_signal_handlers(se);
         fuse_session_destroy(se);
     }
     fuse_opt_free_args(&args);
+    if (io.log_fd >= 0) close(io.log_fd);
     vfs_free(v);
     cache_close(c);
     free(token);
