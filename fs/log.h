@@ -1,7 +1,10 @@
 /* log.h — leveled logging for the hfmount daemon.
  *
  * One sink for every module: stderr while in the foreground, syslog (ident "hfmount") once
- * daemonized. Messages are single lines; callers name the repo, path and cause themselves.
+ * daemonized. A log file (--log FILE, or the cache dir's hfmount.log where no syslog socket
+ * exists) is the stderr sink: main() points fd 2 at the file, so that libfuse's and the
+ * sanitizers' messages land there too. Messages are single lines; callers name the repo, path
+ * and cause themselves.
  * The sink and level are process-wide state set once by main() before any thread starts, the
  * same way openlog(3) state is; everything else in fs/ takes its state as arguments. */
 #ifndef HF_LOG_H
