@@ -110,6 +110,17 @@ static const char *option_name(const struct option *lo, int val)
     return "option";
 }
 
+/* Whether arg is "--NAME" (or "--NAME=...") of one of the long options. */
+static int is_long_option(const struct option *lo, const char *arg)
+{
+    if (strncmp(arg, "--", 2) != 0) return 0;
+    for (; lo->name; lo++) {
+        size_t n = strlen(lo->name);
+        if (strncmp(arg + 2, lo->name, n) == 0 && (arg[2 + n] == 0 || arg[2 + n] == '=')) return 1;
+    }
+    return 0;
+}
+
 /* The placeholder --help uses for an option's value. */
 static const char *value_name(const char *name)
 {
@@ -159,6 +170,11 @@ static int parse_args(int argc, char **argv, opts *o)
     opterr = 0;
     /* The leading ':' makes a missing value ':' rather than '?', so it gets its own message. */
     while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+        if (optarg && is_long_option(lo, optarg)) {
+            /* "--text --ctx 5": getopt takes "--ctx" as the file name; the value was left out. */
+            const char *name = option_name(lo, c);
+            return die("--%s needs a %s (see hfppl --help)", name, value_name(name)), -1;
+        }
         switch (c) {
         case O_TEXT:
             o->text = optarg;

@@ -104,6 +104,8 @@ with tempfile.TemporaryDirectory() as tmp:
                        ("--method", "METHOD"), ("--json", "FILE"), ("--threads", "NUMBER"),
                        ("--max-tokens", "NUMBER"), ("--tokenize", "DIR")):
         expect_usage([MODEL, opt], f"{opt} needs a {value}")
+    expect_usage([MODEL, "--text", "--ctx", "64"], "--text needs a FILE")
+    expect_usage([MODEL, "--text", TEXT, "--json", "--quiet"], "--json needs a FILE")
     expect_usage([MODEL, "--text", TEXT, "--max-tokens", "0"], "--max-tokens: must be at least 1")
     expect_usage([MODEL, "--text", TEXT, "--bogus"], "unknown option '--bogus'")
 
