@@ -63,9 +63,16 @@ static json_t *load_json(const char *path, int required, char *err, size_t errle
         *rc = -EFBIG;
         return NULL;
     }
+    /* Open it ourselves: jansson reports a directory or an unreadable file as bad JSON. */
+    FILE *f = S_ISDIR(st.st_mode) ? (errno = EISDIR, NULL) : fopen(path, "rb");
+    if (!f) {
+        *rc = -errno;
+        tok_seterr(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
     json_error_t je;
-    json_t *j =
-        json_load_file(path, JSON_ALLOW_NUL | (required ? 0 : JSON_DECODE_INT_AS_REAL), &je);
+    json_t *j = json_loadf(f, JSON_ALLOW_NUL | (required ? 0 : JSON_DECODE_INT_AS_REAL), &je);
+    fclose(f);
     if (!j) {
         tok_seterr(err, errlen, "%s:%d:%d: invalid JSON: %s", path, je.line, je.column, je.text);
         *rc = -EINVAL;

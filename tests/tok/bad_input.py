@@ -123,6 +123,17 @@ def missing_dir(drv, tmp):
         print(f"ok missing dir: {err.strip()}")
 
 
+def directory_as_file(drv, tmp):
+    # jansson alone would call a directory "invalid JSON"; the cause must be named.
+    d = os.path.join(tmp, "dir-as-file")
+    os.makedirs(os.path.join(d, "tokenizer.json"), exist_ok=True)
+    rc, _, err = run(drv, ["info", d])
+    if rc != 1 or "tokenizer.json: Is a directory" not in err or "invalid JSON" in err:
+        FAILS.append(f"directory as tokenizer.json: rc={rc} {err.strip()!r}")
+    else:
+        print(f"ok directory as tokenizer.json: {err.strip()}")
+
+
 def invalid_utf8(drv, tmp, stories):
     # Each maximal invalid subsequence becomes one U+FFFD, as bytes.decode(errors="replace").
     cases = [b"a\xffb", b"\xe2\x82", b"\xed\xa0\x80", b"\xf0\x9f\x98", b"ok\xc0\xafok"]
@@ -145,6 +156,7 @@ def main():
         broken_files(drv, tmp, stories)
         huge_merges(drv, tmp)
         missing_dir(drv, tmp)
+        directory_as_file(drv, tmp)
         invalid_utf8(drv, tmp, stories)
     for f in FAILS:
         print("FAIL", f)
