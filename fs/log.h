@@ -12,7 +12,9 @@
 
 enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN = 1, LOG_LVL_INFO = 2, LOG_LVL_DEBUG = 3 };
 
-/* Select the sink: use_syslog != 0 sends to syslog, else stderr. Call before threads start. */
+/* Select the sink: use_syslog != 0 sends to syslog, else stderr. The first call sets the level
+ * and comes before threads start; a later one may only switch the sink to syslog, with the
+ * same level (a daemon does so once it serves). */
 void log_setup(int use_syslog, enum log_level level);
 /* Current threshold (messages above it are dropped). */
 enum log_level log_get_level(void);
