@@ -221,7 +221,8 @@ static int blob_net_accept(blob *b, int64_t idx, const unsigned char *buf, size_
  * (the CDN after the redirect) serves the following blocks. A refusal from the CDN always
  * leads to a fresh resolve (shared with the file's other readers), up to BLOB_REFUSALS_MAX
  * times; only the endpoint's own 401/403/404 is the answer. */
-static int blob_net_fetch(blob *b, int64_t idx, unsigned char *buf, size_t len)
+static int blob_net_fetch(blob *b, int64_t idx, unsigned char *buf, size_t len,
+                          int (*cancelled)(void *), void *cancel_arg)
 {
     blob_pool *p = b->pool;
     int rc = -EIO;
@@ -241,8 +242,8 @@ static int blob_net_fetch(blob *b, int64_t idx, unsigned char *buf, size_t len)
                            .len = (int64_t)len,
                            .expect_total = b->size,
                            .buf = buf,
-                           .cancelled = blob_pool_stopping,
-                           .cancel_arg = p,
+                           .cancelled = cancelled,
+                           .cancel_arg = cancel_arg,
                            .what = b->what};
         http_response rs;
         rc = http_do(p->o.http, &rq, &rs);
@@ -360,9 +361,29 @@ static void blob_mark_absent(blob *b, int64_t idx)
     pthread_mutex_unlock(&b->mu);
 }
 
+/* Who may give up a block's fetch: the pool stopping, or the reader that started it when it is
+ * interrupted and nobody else waits for the block (a joiner would inherit its -EINTR). */
+typedef struct fetch_cancel {
+    blob *b;
+    flight *f;
+    int (*cancelled)(void *);
+    void *arg;
+} fetch_cancel;
+
+static int blob_fetch_cancelled(void *arg)
+{
+    fetch_cancel *fc = arg;
+    if (blob_pool_stopping(fc->b->pool)) return 1;
+    if (!fc->cancelled || !fc->cancelled(fc->arg)) return 0;
+    pthread_mutex_lock(&fc->b->mu);
+    int alone = fc->f->refs == 1;
+    pthread_mutex_unlock(&fc->b->mu);
+    return alone;
+}
+
 /* Fill f with block f->idx: from disk if another process or thread stored it meanwhile, else
  * from the network, then store it. Runs without b->mu. */
-static int blob_fill(blob *b, flight *f)
+static int blob_fill(blob *b, flight *f, int (*cancelled)(void *), void *arg)
 {
     blob_pool *p = b->pool;
     f->len = blob_block_len(b, f->idx);
@@ -372,11 +393,12 @@ static int blob_fill(blob *b, flight *f)
         p->blocks_cache_hits++;
         return 1;
     }
-    if (b->is_lfs) return blob_net_fetch(b, f->idx, f->buf, f->len);
+    fetch_cancel fc = {b, f, cancelled, arg};
+    if (b->is_lfs) return blob_net_fetch(b, f->idx, f->buf, f->len, blob_fetch_cancelled, &fc);
     /* A git-stored file is one block (see blob_block_size): its id is its git blob oid, so the
      * bytes are checked before anyone sees or stores them; a mismatch is fetched again. */
     for (int tries = 1;; tries++) {
-        int rc = blob_net_fetch(b, f->idx, f->buf, f->len);
+        int rc = blob_net_fetch(b, f->idx, f->buf, f->len, blob_fetch_cancelled, &fc);
         if (rc < 0) return rc;
         char oid[41];
         sha1_git_blob(f->buf, f->len, oid);
@@ -397,6 +419,7 @@ static int blob_fill(blob *b, flight *f)
  * reference (release with blob_flight_put_locked under b->mu). */
 static int blob_get_block(blob *b, int64_t idx, int (*cancelled)(void *), void *arg, flight **out)
 {
+again:
     pthread_mutex_lock(&b->mu);
     flight *f = b->flights;
     while (f && f->idx != idx)
@@ -422,6 +445,8 @@ static int blob_get_block(blob *b, int64_t idx, int (*cancelled)(void *), void *
         int rc = f->state < 0 ? f->state : 0;
         if (rc < 0) blob_flight_put_locked(b, f);
         pthread_mutex_unlock(&b->mu);
+        if (rc == -EINTR && !blob_pool_stopping(b->pool) && !(cancelled && cancelled(arg)))
+            goto again; /* the reader that fetched it was interrupted, not this one */
         *out = rc < 0 ? NULL : f;
         return rc;
     }
@@ -437,7 +462,7 @@ static int blob_get_block(blob *b, int64_t idx, int (*cancelled)(void *), void *
     b->flights = f;
     pthread_mutex_unlock(&b->mu);
 
-    int rc = blob_fill(b, f);
+    int rc = blob_fill(b, f, cancelled, arg);
     pthread_mutex_lock(&b->mu);
     f->state = rc < 0 ? rc : 1;
     pthread_cond_broadcast(&b->cv);

@@ -596,6 +596,7 @@ typedef struct http_run {
     int attempts;
     double start, deadline; /* rl_now() seconds */
     http_cause last;
+    int unreachable_logged; /* the first connection failure of this request is logged */
     char detail[256];
 } http_run;
 
@@ -631,6 +632,14 @@ static attempt_result classify(http_run *r, http_xfer *x, CURLcode cc, int *err)
             return ATT_FAIL;
         }
         count_retry(r, (http_cause)cause);
+        if ((cause == CAUSE_CONNECT || cause == CAUSE_DNS) && !r->unreachable_logged) {
+            r->unreachable_logged = 1; /* a dead endpoint otherwise looks like a silent hang */
+            log_warn("%s: cannot reach %s (%s); retrying for up to --max-wait (%.0f s): cached "
+                     "repos are served, others wait; check HF_ENDPOINT / --endpoint, or use "
+                     "--offline",
+                     rq->what ? rq->what : r->url, r->url, curl_easy_strerror(cc),
+                     r->c->max_wait_s);
+        }
         return ATT_RETRY;
     }
     if (rq->len > 0 && x->status >= 200 && x->status < 300 && x->status != 206) {

@@ -327,9 +327,30 @@ static int repo_check(repo *r, const repo_ctx *ctx, repo_register_fn reg, void *
     return rc;
 }
 
+/* Take r->mu, which another request may hold for a whole network check: wait in slices, so
+ * that an interrupted caller can give up (-EINTR) instead of waiting uninterruptibly. */
+static int repo_lock(repo *r, const repo_ctx *ctx)
+{
+    for (;;) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        int rc = pthread_mutex_timedlock(&r->mu, &ts);
+        if (rc == 0) return 0;
+        if (rc != ETIMEDOUT) return -rc;
+        if (ctx->cancelled && ctx->cancelled(ctx->cancel_arg)) return -EINTR;
+    }
+}
+
 int repo_snapshot(repo *r, const repo_ctx *ctx, repo_register_fn reg, void *arg, snap **out)
 {
-    pthread_mutex_lock(&r->mu);
+    *out = NULL;
+    int lrc = repo_lock(r, ctx);
+    if (lrc < 0) return lrc;
     int64_t now = (int64_t)time(NULL);
     int64_t neg = ctx->revalidate_s < REPO_NEGATIVE_MAX_S ? ctx->revalidate_s : REPO_NEGATIVE_MAX_S;
     int rc = 0;

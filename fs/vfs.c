@@ -335,13 +335,36 @@ static void vfs_reply_noent(fuse_req_t req, vfs *v, double ttl)
 
 /* ---- lookup ---- */
 
+/* One request's interrupt, or the session ending: wherever a request waits on the network,
+ * either ends the wait (so killing the reader frees it at once, not after --max-wait). */
+typedef struct vfs_cancel {
+    fuse_req_t req;
+    const vfs *v;
+} vfs_cancel;
+
+static int vfs_cancelled(void *arg)
+{
+    const vfs_cancel *c = arg;
+    if (c->v->rctx.cancelled && c->v->rctx.cancelled(c->v->rctx.cancel_arg)) return 1;
+    return fuse_req_interrupted(c->req);
+}
+
+static int vfs_snapshot(fuse_req_t req, vfs *v, repo *r, snap **s)
+{
+    vfs_cancel c = {req, v};
+    repo_ctx ctx = v->rctx;
+    ctx.cancelled = vfs_cancelled;
+    ctx.cancel_arg = &c;
+    return repo_snapshot(r, &ctx, vfs_register_snap, v, s);
+}
+
 /* MOUNT/NAME/x where NAME/x is no repo: NAME may be a one-segment (legacy) repo id, as the Hub
  * still resolves them (gpt2 → openai-community/gpt2), and x one of its files. */
 static void vfs_lookup_legacy(fuse_req_t req, vfs *v, org *g, const char *name)
 {
     vrepo *vr = vfs_repo_get(v, g, "");
     snap *s;
-    if (!vr || repo_snapshot(vr->r, &v->rctx, vfs_register_snap, v, &s) < 0) {
+    if (!vr || vfs_snapshot(req, v, vr->r, &s) < 0) {
         vfs_reply_noent(req, v, TTL_BRANCH);
         return;
     }
@@ -357,7 +380,7 @@ static void vfs_lookup_repo(fuse_req_t req, vfs *v, org *g, const char *name)
 {
     vrepo *vr = vfs_repo_get(v, g, name);
     snap *s;
-    int rc = vr ? repo_snapshot(vr->r, &v->rctx, vfs_register_snap, v, &s) : -ENOENT;
+    int rc = vr ? vfs_snapshot(req, v, vr->r, &s) : -ENOENT;
     if (rc == -ENOENT && !strchr(name, '@')) {
         vfs_lookup_legacy(req, v, g, name);
         return;
@@ -701,11 +724,6 @@ static void vfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
     }
 }
 
-static int vfs_req_cancelled(void *arg)
-{
-    return fuse_req_interrupted((fuse_req_t)arg);
-}
-
 /* pread until len bytes or end of file: a short read would shrink the file in the kernel. */
 static ssize_t vfs_pread_full(int fd, char *buf, size_t len, off_t off)
 {
@@ -747,7 +765,8 @@ static void vfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         n = vfs_pread_full(h->fd, buf, size, off);
         if (n > 0) v->n.hfcache_bytes += n;
     } else {
-        n = blob_read(h->b, off, size, buf, vfs_req_cancelled, req);
+        vfs_cancel c = {req, v};
+        n = blob_read(h->b, off, size, buf, vfs_cancelled, &c);
     }
     if (n < 0) {
         v->n.read_errors++;

@@ -63,6 +63,18 @@ def write_random(path, size, seed):
             done += n
 
 
+def read_text(path):
+    """The whole text of a file, closed again (no ResourceWarning)."""
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def read_bytes(path):
+    """The whole content of a file, closed again."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
 class Hub:
     """scripts/hubserver.py on a free port, with its request log."""
 
@@ -70,20 +82,20 @@ class Hub:
         self.dir = tempfile.mkdtemp(prefix="hfhub-")
         self.log = os.path.join(self.dir, "requests.jsonl")
         portfile = os.path.join(self.dir, "port")
-        self.proc = subprocess.Popen(
-            [sys.executable, HUBSERVER, "--root", root, "--port", "0", "--port-file", portfile,
-             "--log", self.log, *flags],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "hub.err"), "w"))
+        with open(os.path.join(self.dir, "hub.err"), "w") as err:  # the child keeps a copy
+            self.proc = subprocess.Popen(
+                [sys.executable, HUBSERVER, "--root", root, "--port", "0", "--port-file", portfile,
+                 "--log", self.log, *flags], stdout=subprocess.DEVNULL, stderr=err)
         for _ in range(200):
-            if os.path.exists(portfile) and open(portfile).read().strip():
+            if os.path.exists(portfile) and read_text(portfile).strip():
                 break
             if self.proc.poll() is not None:
-                raise RuntimeError("hubserver died: " + open(os.path.join(self.dir, "hub.err")).read())
+                raise RuntimeError("hubserver died: " + read_text(os.path.join(self.dir, "hub.err")))
             time.sleep(0.05)
         else:
             self.stop()
             raise RuntimeError("hubserver did not start")
-        self.port = int(open(portfile).read())
+        self.port = int(read_text(portfile))
         self.url = "http://127.0.0.1:%d" % self.port
 
     def requests(self, since=0):
@@ -120,8 +132,8 @@ class Mount:
         cmd = [HFMOUNT, "-f", "--cache-dir", cache, *args, self.mnt]
         if endpoint:
             cmd[1:1] = ["--endpoint", endpoint]
-        self.proc = subprocess.Popen(cmd, env=e, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.errpath, "w"))
+        with open(self.errpath, "w") as err:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(cmd, env=e, stdout=subprocess.DEVNULL, stderr=err)
         if wait:
             self.wait_ready()
 
@@ -138,7 +150,7 @@ class Mount:
 
     def log(self):
         try:
-            return open(self.errpath, errors="replace").read()
+            return read_text(self.errpath)
         except OSError:
             return ""
 

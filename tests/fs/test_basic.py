@@ -33,7 +33,7 @@ class Basic(fstest.FsTest):
         self.assertTreesEqual(self.src, self.repo)
 
     def test_mmap_shared_and_private(self):
-        want = open(os.path.join(self.src, "model.safetensors"), "rb").read()
+        want = fstest.read_bytes(os.path.join(self.src, "model.safetensors"))
         for flags in (mmap.MAP_SHARED, mmap.MAP_PRIVATE):
             with open(os.path.join(self.repo, "model.safetensors"), "rb") as f:
                 m = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
@@ -70,7 +70,7 @@ class Basic(fstest.FsTest):
     def test_requests(self):
         # first full read: 2 API calls for the repo, then one resolve per file, no more
         for n in os.listdir(self.repo):
-            open(os.path.join(self.repo, n), "rb").read()
+            fstest.read_bytes(os.path.join(self.repo, n))
         log = self.h.requests()
         api = [r for r in log if r["bucket"] == "api"]
         resolves = [r for r in log if r["bucket"] == "resolvers"]
@@ -100,7 +100,7 @@ class Basic(fstest.FsTest):
         m = self.mount(h.url, os.path.join(self.tmp, "c2"), "--block-size", "1M",
                        "--readahead", "0")
         path = m.path("demo", "stories260K", "big.bin")
-        want = open(big, "rb").read()
+        want = fstest.read_bytes(big)
         with open(path, "rb", buffering=0) as f:
             os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)  # no kernel read-ahead
             self.assertEqual(os.pread(f.fileno(), 1 << 20, 0), want[:1 << 20])
@@ -115,7 +115,7 @@ class Basic(fstest.FsTest):
         self.assertLessEqual(len(resolves), 3, resolves)
 
     def test_stats(self):
-        open(os.path.join(self.repo, "model.safetensors"), "rb").read()
+        fstest.read_bytes(os.path.join(self.repo, "model.safetensors"))
         s = self.m.stats()
         self.assertGreaterEqual(s["blocks"]["bytes_network"], 1176152)
         self.assertEqual(s["blocks"]["resolves"], 1)
@@ -136,8 +136,8 @@ class Daemon(fstest.FsTest):
         self.addCleanup(subprocess.run, ["fusermount3", "-u", mnt])
         self.assertEqual(r.returncode, 0)
         self.assertTrue(os.path.ismount(mnt))
-        self.assertEqual(open(os.path.join(mnt, "demo/stories260K/config.json"), "rb").read(),
-                         open(os.path.join(src, "config.json"), "rb").read())
+        self.assertEqual(fstest.read_bytes(os.path.join(mnt, "demo/stories260K/config.json")),
+                         fstest.read_bytes(os.path.join(src, "config.json")))
 
     def test_bad_usage(self):
         for args in ([], ["--block-size", "3"], ["--log-level", "loud", "/tmp"],

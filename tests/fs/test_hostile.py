@@ -6,6 +6,8 @@ import errno
 import json
 import os
 import shutil
+import subprocess
+import time
 
 import fstest
 
@@ -86,10 +88,10 @@ class Hostile(fstest.FsTest):
             self.h.control(cmd="fault", kind=kind, file="model.safetensors", count=-1)
             m = self.mount(self.h.url, os.path.join(self.tmp, "c-" + kind), "--max-wait", "3")
             with self.assertRaises(OSError) as cm:
-                open(m.path("demo", "stories260K", "model.safetensors"), "rb").read()
+                fstest.read_bytes(m.path("demo", "stories260K", "model.safetensors"))
             self.assertEqual(cm.exception.errno, errno.EIO, kind)
-            self.assertEqual(open(m.path("demo", "stories260K", "config.json"), "rb").read(),
-                             open(os.path.join(self.src, "config.json"), "rb").read())
+            self.assertEqual(fstest.read_bytes(m.path("demo", "stories260K", "config.json")),
+                             fstest.read_bytes(os.path.join(self.src, "config.json")))
             m.stop()
 
     def test_corrupt_git_file_is_refused(self):
@@ -97,8 +99,8 @@ class Hostile(fstest.FsTest):
         # served or cached
         self.h.control(cmd="fault", kind="corrupt", offset=10, file="config.json", count=1)
         m = self.mount(self.h.url)
-        want = open(os.path.join(self.src, "config.json"), "rb").read()
-        got = open(m.path("demo", "stories260K", "config.json"), "rb").read()
+        want = fstest.read_bytes(os.path.join(self.src, "config.json"))
+        got = fstest.read_bytes(m.path("demo", "stories260K", "config.json"))
         self.assertEqual(got, want)
         self.assertIn("git oid", m.log())
         self.assertEqual(m.stats()["blocks"]["oid_bad"], 1)
@@ -111,15 +113,15 @@ class Hostile(fstest.FsTest):
         m = self.mount(self.h.url, cache)
         path = m.path("demo", "stories260K", "tokenizer.json")
         with self.assertRaises(OSError) as cm:
-            open(path, "rb").read()
+            fstest.read_bytes(path)
         self.assertEqual(cm.exception.errno, errno.EIO)
         self.assertIn("fetches in a row: not served", m.log())
         self.assertGreaterEqual(m.stats()["blocks"]["oid_bad"], 3)
         m.kill9()
         self.h.control(cmd="clear_faults")
         m = self.mount(self.h.url, cache)
-        self.assertEqual(open(m.path("demo", "stories260K", "tokenizer.json"), "rb").read(),
-                         open(os.path.join(self.src, "tokenizer.json"), "rb").read())
+        self.assertEqual(fstest.read_bytes(m.path("demo", "stories260K", "tokenizer.json")),
+                         fstest.read_bytes(os.path.join(self.src, "tokenizer.json")))
 
     def test_corrupt_large_git_file(self):
         # a git-stored file over 16 MiB (several blocks' worth) is checked against its oid too
@@ -171,10 +173,10 @@ class Hostile(fstest.FsTest):
         for name, code in (("config.json", errno.ENOENT), ("tokenizer.json", errno.EACCES),
                            ("refs.json", errno.EIO)):
             with self.assertRaises(OSError) as cm:
-                open(os.path.join(repo, name), "rb").read()
+                fstest.read_bytes(os.path.join(repo, name))
             self.assertEqual(cm.exception.errno, code, name)
-        self.assertEqual(open(os.path.join(repo, "tokenizer_config.json"), "rb").read(),
-                         open(os.path.join(self.src, "tokenizer_config.json"), "rb").read())
+        self.assertEqual(fstest.read_bytes(os.path.join(repo, "tokenizer_config.json")),
+                         fstest.read_bytes(os.path.join(self.src, "tokenizer_config.json")))
 
 
 class Auth(fstest.FsTest):
@@ -195,7 +197,7 @@ class Auth(fstest.FsTest):
         m = self.mount(self.h.url, None, "--max-wait", "3")
         self.assertFalse(os.path.exists(m.path("org", "private")))
         with self.assertRaises(OSError) as cm:
-            open(m.path("org", "gated", "config.json")).read()
+            fstest.read_text(m.path("org", "gated", "config.json"))
         self.assertEqual(cm.exception.errno, errno.EACCES)
         self.assertIn("HF_TOKEN", m.log())
 
@@ -205,7 +207,7 @@ class Auth(fstest.FsTest):
             f.write("hf_good\n")
         m = self.mount(self.h.url, None, "--token-file", tok)
         for name in ("gated", "private"):
-            self.assertEqual(open(m.path("org", name, "config.json")).read(),
+            self.assertEqual(fstest.read_text(m.path("org", name, "config.json")),
                              '{"%s": true}\n' % name)
             self.assertEqual(fstest.sha256_file(m.path("org", name, "w.bin")),
                              fstest.sha256_file(os.path.join(self.root, "org", name, "w.bin")))
@@ -217,7 +219,7 @@ class Auth(fstest.FsTest):
 
     def test_env_token_and_bad_token(self):
         m = self.mount(self.h.url, None, env={"HF_TOKEN": "hf_good"})
-        self.assertEqual(open(m.path("org", "private", "config.json")).read(),
+        self.assertEqual(fstest.read_text(m.path("org", "private", "config.json")),
                          '{"private": true}\n')
         m.stop()
         m = self.mount(self.h.url, os.path.join(self.tmp, "c2"), "--max-wait", "3",
@@ -225,6 +227,43 @@ class Auth(fstest.FsTest):
         with self.assertRaises(OSError) as cm:
             os.listdir(m.path("org", "gated"))
         self.assertEqual(cm.exception.errno, errno.EACCES)
+
+
+class Unreachable(fstest.FsTest):
+    """A dead endpoint or a hung CDN: a killed reader is freed at once (the FUSE interrupt is
+    honoured wherever a request waits), and the first connection failure is logged."""
+
+    def assertKilledPromptly(self, argv):
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.5)
+        self.assertIsNone(p.poll(), "the reader should still be waiting")
+        t0 = time.time()
+        p.kill()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.fail("%s still stuck 10 s after kill -9" % argv)
+        return time.time() - t0
+
+    def test_dead_endpoint_lookup_is_interruptible(self):
+        m = self.mount("http://127.0.0.1:1", None, "--max-wait", "1800")
+        took = self.assertKilledPromptly(["ls", m.path("org", "x")])
+        self.assertLess(took, 3)
+        took = self.assertKilledPromptly(["stat", m.path("org", "x")])
+        self.assertLess(took, 3)
+        self.assertIn("cannot reach http://127.0.0.1:1", m.log())
+
+    def test_hung_cdn_read_is_interruptible(self):
+        root = os.path.join(self.tmp, "repos")
+        os.makedirs(os.path.join(root, "org", "r"))
+        fstest.write_random(os.path.join(root, "org", "r", "big.bin"), 8 * MiB, seed=5)
+        h = self.hub(root, "--lfs-threshold", "100000")
+        m = self.mount(h.url, None, "--max-wait", "1800")
+        os.stat(m.path("org", "r", "big.bin"))
+        h.control(cmd="fault", kind="hang", seconds=120, listener="cdn", count=-1)
+        took = self.assertKilledPromptly(
+            ["dd", "if=" + m.path("org", "r", "big.bin"), "of=/dev/null", "bs=1M", "count=1"])
+        self.assertLess(took, 3)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ class Concurrent(fstest.FsTest):
         src = os.path.join(root, "conc", "m", "data.bin")
         size = 40 * MiB + 12345
         fstest.write_random(src, size, 5)
-        want = open(src, "rb").read()
+        want = fstest.read_bytes(src)
         h = self.hub(root)
         m = self.mount(h.url, None, "--block-size", "1M")
         path = m.path("conc", "m", "data.bin")
