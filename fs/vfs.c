@@ -80,11 +80,15 @@ struct vfs {
     size_t norgs;
     vrepo **repos;
     size_t nrepos;
+
+    pthread_mutex_t fhmu; /* open_fh */
+    struct vfh *open_fh;  /* handles the kernel has not released (closed at detach) */
 };
 
 typedef enum fh_kind { FH_BLOB, FH_LOCAL, FH_TEXT } fh_kind;
 
 typedef struct vfh {
+    struct vfh *prev, *next; /* in vfs.open_fh */
     fh_kind kind;
     blob *b;
     int fd;
@@ -658,6 +662,35 @@ static void vfs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_i
 
 /* ---- files ---- */
 
+/* Open handles are listed so that those the kernel never releases (a reader killed while the
+ * kernel's own read-ahead still waits, then an unmount) are closed before the pool goes. */
+static void vfs_fh_link(vfs *v, vfh *h)
+{
+    pthread_mutex_lock(&v->fhmu);
+    h->prev = NULL;
+    h->next = v->open_fh;
+    if (h->next) h->next->prev = h;
+    v->open_fh = h;
+    pthread_mutex_unlock(&v->fhmu);
+}
+
+static void vfs_fh_close(vfs *v, vfh *h)
+{
+    pthread_mutex_lock(&v->fhmu);
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        v->open_fh = h->next;
+    if (h->next) h->next->prev = h->prev;
+    pthread_mutex_unlock(&v->fhmu);
+    if (h->kind == FH_BLOB && h->b)
+        blob_close(h->b);
+    else if (h->kind == FH_LOCAL)
+        close(h->fd);
+    free(h->text);
+    free(h);
+}
+
 static int vfs_open_snap_file(vfs *v, snap *sn, const hub_entry *e, vfh *h)
 {
     char *local = hub_hfcache_file(v->o.hubcache, &sn->ref, sn->commit, e->path, e->size);
@@ -716,12 +749,9 @@ static void vfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
     }
     v->n.opens++;
     fi->fh = (uint64_t)(uintptr_t)h;
-    if (fuse_reply_open(req, fi) == -ENOENT) { /* the caller was interrupted meanwhile */
-        if (h->b) blob_close(h->b);
-        if (h->kind == FH_LOCAL) close(h->fd);
-        free(h->text);
-        free(h);
-    }
+    vfs_fh_link(v, h);
+    if (fuse_reply_open(req, fi) == -ENOENT) /* the caller was interrupted meanwhile */
+        vfs_fh_close(v, h);
 }
 
 /* pread until len bytes or end of file: a short read would shrink the file in the kernel. */
@@ -780,13 +810,7 @@ static void vfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void vfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    vfh *h = (vfh *)(uintptr_t)fi->fh;
-    if (h->kind == FH_BLOB)
-        blob_close(h->b);
-    else if (h->kind == FH_LOCAL)
-        close(h->fd);
-    free(h->text);
-    free(h);
+    vfs_fh_close(fuse_req_userdata(req), (vfh *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
 
@@ -996,12 +1020,16 @@ int vfs_new(const vfs_opts *o, vfs **out)
     v->next_ino = INO_FIRST_FREE;
     pthread_rwlock_init(&v->seglk, NULL);
     pthread_mutex_init(&v->mu, NULL);
+    pthread_mutex_init(&v->fhmu, NULL);
     *out = v;
     return 0;
 }
 
 void vfs_attach(vfs *v, http_client *http, blob_pool *blobs, int (*cancelled)(void *), void *arg)
 {
+    if (!blobs) /* detaching: the session is over, no release will come any more */
+        while (v->open_fh)
+            vfs_fh_close(v, v->open_fh);
     v->http = http;
     v->blobs = blobs;
     v->rctx.http = http;
@@ -1023,5 +1051,6 @@ void vfs_free(vfs *v)
     free(v->segs);
     pthread_rwlock_destroy(&v->seglk);
     pthread_mutex_destroy(&v->mu);
+    pthread_mutex_destroy(&v->fhmu);
     free(v);
 }

@@ -38,7 +38,9 @@ typedef struct vfs vfs;
 /* The namespace; no threads are started and nothing is fetched until vfs_attach(). */
 int vfs_new(const vfs_opts *o, vfs **out);
 /* Give the running daemon its network client and block fetcher (created after daemonizing);
- * cancelled(arg) nonzero makes metadata requests give up (the session is ending). */
+ * cancelled(arg) nonzero makes metadata requests give up (the session is ending).
+ * vfs_attach(v, NULL, NULL, NULL, NULL) detaches, after the session: it closes the handles the
+ * kernel never released, before the block pool is freed. */
 void vfs_attach(vfs *v, http_client *http, blob_pool *blobs, int (*cancelled)(void *), void *arg);
 void vfs_free(vfs *v);
 /* The operations table; the session's userdata must be the vfs. */

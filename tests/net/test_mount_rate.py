@@ -257,8 +257,9 @@ class MountRateTest(FsTest):
         hub = self.hub(root, "--lfs-threshold", "1000000")
         m = self.mount(hub.url, None, "--block-size", "256K")
         path = m.path("org", "big", "big.bin")
-        with open(path, "rb") as f:
-            self.assertEqual(len(f.read(1)), 1)  # the CDN target is now known
+        keep = open(path, "rb")  # held open: the file's known CDN target stays in memory
+        self.addCleanup(keep.close)
+        self.assertEqual(len(keep.read(1)), 1)
         mark = len(hub.requests())
         hub.control(cmd="fault", kind="cdn_refuse", listener="cdn", count=2)
         with open(src, "rb") as f:
