@@ -14,18 +14,8 @@
 
 #include "safetensors.h"
 
-static int failures;
+#include "../check.h"
 static char tmpdir[512];
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 /* dir/name into out (cap bytes); the test's paths are short, so truncation is a failure. */
 static char *join(char *out, size_t cap, const char *dir, const char *name)
