@@ -490,7 +490,11 @@ static int evaluate(const opts *o, mdl_model *m, const tok_tokenizer *t, const c
     }
     char err[1024] = "", sha[65];
     sha256_ctx hash;
-    sha256_init(&hash);
+    if (sha256_init(&hash) < 0) {
+        free(ids);
+        pool_free(p);
+        return die("out of memory%s%s", "", "");
+    }
     sha256_update(&hash, text, len);
     sha256_final_hex(&hash, sha);
     scorer sc = {m, p};

@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "cache.h"
 #include "http.h"
@@ -68,5 +69,11 @@ void blob_close(blob *b);
 /* Read [off, off+len) into dst. Returns the bytes read (len unless clamped at EOF) or a negative
  * errno: -EIO (fetch failed), -ENOENT/-EACCES (the Hub refused), -EINTR (cancelled). */
 long blob_read(blob *b, int64_t off, size_t len, void *dst, int (*cancelled)(void *), void *arg);
+/* The same read handed to sink as pieces that point into the blocks themselves (no copy for a
+ * block in memory), valid only during the call; sink is not called on error. A sink that
+ * fails makes blob_read_iov return -EIO. iov is NULL and n 0 at end of file. */
+typedef int (*blob_sink)(const struct iovec *iov, int n, void *arg);
+long blob_read_iov(blob *b, int64_t off, size_t len, int (*cancelled)(void *), void *arg,
+                   blob_sink sink, void *sink_arg);
 
 #endif

@@ -18,6 +18,7 @@
 #include "log.h"
 
 #define CACHE_HDR 4096
+#define CACHE_ALIGN 4096 /* O_DIRECT alignment of buffers, offsets and lengths */
 #define CACHE_MAGIC "HFMBLK1\n"
 #define CACHE_HDR_FIXED 48 /* bytes before the chunk sums */
 #define CACHE_TOUCH_S 60
@@ -33,7 +34,8 @@ struct cache {
     _Atomic int64_t bytes;
     _Atomic int64_t written, corrupt, evicted;
     _Atomic unsigned tmp_seq;
-    pthread_mutex_t mu; /* pins, evicting */
+    _Atomic int no_direct; /* the cache's file system refused O_DIRECT */
+    pthread_mutex_t mu;    /* pins, evicting */
     cache_pin_ent *pins;
     size_t npins, cappins;
     int evicting;
@@ -246,6 +248,42 @@ int cache_block_read(cache *c, const char *id, uint32_t bs, int64_t idx, size_t 
 
 static void cache_maybe_evict(cache *c);
 
+/* Write header and data to the new file tmp. When the data is page aligned, it goes with
+ * O_DIRECT: the device reads it from the caller's buffer, so the CPU copies nothing into the
+ * page cache (the bytes are already in the FUSE file's page cache, or about to be; caching
+ * them twice only evicts something useful). A file system without O_DIRECT (tmpfs before
+ * Linux 6.6, some network file systems) is remembered and written through the page cache.
+ * The unaligned tail of a last block is written buffered after clearing O_DIRECT. */
+static int cache_block_store(cache *c, const char *tmp, const unsigned char *h, const void *data,
+                             size_t len, int *fdp)
+{
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+    int direct = !c->no_direct && (uintptr_t)data % CACHE_ALIGN == 0 && len >= CACHE_ALIGN;
+    int fd = open(tmp, flags | (direct ? O_DIRECT : 0), 0644);
+    if (fd < 0 && direct && errno == EINVAL) {
+        c->no_direct = 1;
+        direct = 0;
+        fd = open(tmp, flags, 0644);
+    }
+    *fdp = fd;
+    if (fd < 0) return -errno;
+    size_t head = direct ? len & ~(size_t)(CACHE_ALIGN - 1) : len;
+    ssize_t w = pwrite(fd, h, CACHE_HDR, 0);
+    if (w == CACHE_HDR) w = pwrite(fd, data, head, CACHE_HDR);
+    if (w < 0 && direct && errno == EINVAL && head == len) {
+        /* O_DIRECT accepted at open but refused at write (alignment rules of the device) */
+        c->no_direct = 1;
+        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT) < 0) return -errno;
+        w = pwrite(fd, h, CACHE_HDR, 0) == CACHE_HDR ? pwrite(fd, data, len, CACHE_HDR) : -1;
+        head = len;
+    }
+    if (w != (ssize_t)head) return w < 0 ? -errno : -ENOSPC;
+    if (head == len) return 0;
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT) < 0) return -errno;
+    w = pwrite(fd, (const unsigned char *)data + head, len - head, CACHE_HDR + (off_t)head);
+    return w == (ssize_t)(len - head) ? 0 : w < 0 ? -errno : -ENOSPC;
+}
+
 int cache_block_write(cache *c, const char *id, uint32_t bs, int64_t idx, const void *data,
                       size_t len)
 {
@@ -254,7 +292,7 @@ int cache_block_write(cache *c, const char *id, uint32_t bs, int64_t idx, const 
     cache_file_dir(c, id, bs, dir, sizeof dir);
     int rc = cache_mkdirs(dir);
     if (rc < 0) return rc;
-    unsigned char h[CACHE_HDR] = {0};
+    _Alignas(CACHE_ALIGN) unsigned char h[CACHE_HDR] = {0};
     cache_hdr hd = {.id_hash = cache_id_hash(id, bs),
                     .index = idx,
                     .len = (uint32_t)len,
@@ -272,15 +310,11 @@ int cache_block_write(cache *c, const char *id, uint32_t bs, int64_t idx, const 
 
     snprintf(path, sizeof path, "%s/%lld", dir, (long long)idx);
     snprintf(tmp, sizeof tmp, "%s/.tmp.%d.%u", dir, (int)getpid(), c->tmp_seq++);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) return -errno;
     /* No fsync: the checksummed header makes a torn or unwritten block detectable, and the
      * rename makes the name appear only once the whole block was written. */
-    rc = 0;
-    if (pwrite(fd, h, CACHE_HDR, 0) != CACHE_HDR ||
-        pwrite(fd, data, len, CACHE_HDR) != (ssize_t)len)
-        rc = errno ? -errno : -EIO;
-    if (close(fd) < 0 && rc == 0) rc = -errno;
+    int fd = -1;
+    rc = cache_block_store(c, tmp, h, data, len, &fd);
+    if (fd >= 0 && close(fd) < 0 && rc == 0) rc = -errno;
     if (rc == 0 && rename(tmp, path) < 0) rc = -errno;
     if (rc < 0) {
         unlink(tmp);

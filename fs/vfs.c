@@ -768,6 +768,13 @@ static ssize_t vfs_pread_full(int fd, char *buf, size_t len, off_t off)
     return (ssize_t)done;
 }
 
+static int vfs_reply_iov(const struct iovec *iov, int n, void *arg)
+{
+    /* A failed reply (the reader is gone) is the kernel's business, not an error to send. */
+    fuse_reply_iov((fuse_req_t)arg, iov, n);
+    return 0;
+}
+
 static void vfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         struct fuse_file_info *fi)
 {
@@ -785,27 +792,26 @@ static void vfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     vfh *h = (vfh *)(uintptr_t)fi->fh;
-    char *buf = malloc(size ? size : 1);
-    if (!buf) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
     long n;
     if (h->kind == FH_LOCAL) {
-        n = vfs_pread_full(h->fd, buf, size, off);
-        if (n > 0) v->n.hfcache_bytes += n;
+        char *buf = malloc(size ? size : 1);
+        n = buf ? vfs_pread_full(h->fd, buf, size, off) : -ENOMEM;
+        if (n >= 0) {
+            v->n.hfcache_bytes += n;
+            v->n.bytes_read += n;
+            fuse_reply_buf(req, buf, (size_t)n);
+        }
+        free(buf);
     } else {
+        /* The reply is written straight from the blocks in memory. */
         vfs_cancel c = {req, v};
-        n = blob_read(h->b, off, size, buf, vfs_cancelled, &c);
+        n = blob_read_iov(h->b, off, size, vfs_cancelled, &c, vfs_reply_iov, req);
+        if (n >= 0) v->n.bytes_read += n;
     }
     if (n < 0) {
         v->n.read_errors++;
         fuse_reply_err(req, (int)-n);
-    } else {
-        v->n.bytes_read += n;
-        fuse_reply_buf(req, buf, (size_t)n);
     }
-    free(buf);
 }
 
 static void vfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -2,7 +2,7 @@
 # Install the Debian packages hfmount and hfppl need to build, test and run the demo,
 # only those that are missing. Needs root (or sudo) when something is missing.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libxxhash-dev
+pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libssl-dev libxxhash-dev
       libjansson-dev libpcre2-dev libutf8proc-dev python3 curl ca-certificates nginx)
 if [ "${1:-}" = "--bench" ]; then pkgs+=(nginx libopenblas-dev httpdirfs rclone hyperfine python3-torch); fi
 if [ "${1:-}" = "--sanitizers" ] || [ "${1:-}" = "--bench" ]; then pkgs+=(clang libclang-rt-14-dev); fi
