@@ -99,7 +99,6 @@ static void hub_what(char *buf, size_t cap, const hub_repo *r, const char *path)
              r->rev[0] ? "@" : "", r->rev, path ? ":" : "", path ? path : "");
 }
 
-/* Map a definitive non-2xx answer to an errno, with a log line naming the cause. */
 /* http_do's own failures, as the file system reports them. */
 static int hub_http_errno(int rc, const char *what)
 {
@@ -110,6 +109,7 @@ static int hub_http_errno(int rc, const char *what)
     return rc == -EINTR || rc == -ENOMEM ? rc : -EIO;
 }
 
+/* Map a definitive non-2xx answer to an errno, with a log line naming the cause. */
 static int hub_status_errno(const http_response *rs, const char *what, int has_token)
 {
     const char *code = rs->error_code ? rs->error_code : "";
@@ -128,6 +128,25 @@ static int hub_status_errno(const http_response *rs, const char *what, int has_t
     return -EIO;
 }
 
+/* GET one Hub API document (repo info, a tree page). Every API call goes through here so that
+ * they share one policy: the api bucket, redirects followed, the body capped at
+ * HUB_PAGE_MAX_BODY, the caller's cancellation, and one log line for the failure that ends it.
+ * 0 only for a 200; rs must be freed by the caller in every case. */
+static int hub_api_get(http_client *h, const char *url, const char *what, hub_cancel_fn cancelled,
+                       void *arg, http_response *rs)
+{
+    http_request rq = {.url = url,
+                       .bucket = HTTP_BUCKET_API,
+                       .follow = 1,
+                       .max_body = HUB_PAGE_MAX_BODY,
+                       .what = what,
+                       .cancelled = cancelled,
+                       .cancel_arg = arg};
+    int rc = http_do(h, &rq, rs);
+    if (rc < 0) return hub_http_errno(rc, what);
+    return rs->status == 200 ? 0 : hub_status_errno(rs, what, 0);
+}
+
 /* "2024-02-19T10:57:45.000Z" → Unix time, or 0. */
 static int64_t hub_parse_date(const char *s)
 {
@@ -144,17 +163,8 @@ int hub_fetch_commit(http_client *h, const char *endpoint, const hub_repo *r, hu
     snprintf(url, sizeof url, "%s/api/%s/%s%s%s", endpoint, hub_api_prefix(r->kind), r->id,
              r->rev[0] ? "/revision/" : "", rev);
     hub_what(what, sizeof what, r, NULL);
-    http_request rq = {.url = url,
-                       .bucket = HTTP_BUCKET_API,
-                       .follow = 1,
-                       .max_body = HUB_PAGE_MAX_BODY,
-                       .what = what,
-                       .cancelled = cancelled,
-                       .cancel_arg = arg};
     http_response rs;
-    int rc = http_do(h, &rq, &rs);
-    if (rc < 0) rc = hub_http_errno(rc, what);
-    if (rc == 0 && rs.status != 200) rc = hub_status_errno(&rs, what, 0);
+    int rc = hub_api_get(h, url, what, cancelled, arg, &rs);
     if (rc == 0) {
         json_error_t err;
         json_t *j = json_loadb(rs.body, rs.body_len, 0, &err);
@@ -392,17 +402,8 @@ int hub_fetch_tree(http_client *h, const char *endpoint, const hub_repo *r, cons
             rc = -EIO;
             break;
         }
-        http_request rq = {.url = url,
-                           .bucket = HTTP_BUCKET_API,
-                           .follow = 1,
-                           .max_body = HUB_PAGE_MAX_BODY,
-                           .what = what,
-                           .cancelled = cancelled,
-                           .cancel_arg = arg};
         http_response rs;
-        rc = http_do(h, &rq, &rs);
-        if (rc < 0) rc = hub_http_errno(rc, what);
-        if (rc == 0 && rs.status != 200) rc = hub_status_errno(&rs, what, 0);
+        rc = hub_api_get(h, url, what, cancelled, arg, &rs);
         if (rc == 0) {
             json_error_t err;
             /* NUL is accepted by the parser so that the entry naming it can be rejected. */
