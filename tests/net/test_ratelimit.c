@@ -205,7 +205,7 @@ static void test_threads(void)
     double t0 = rl_now();
     for (int i = 0; i < 8; i++)
         pthread_create(&th[i], NULL, taker, &s);
-    struct timespec d = {0, 1200 * 1000 * 1000 - 1};
+    struct timespec d = {1, 200 * 1000 * 1000}; /* 1.2 s (tv_nsec must stay below 1e9) */
     nanosleep(&d, NULL);
     rl_headers h = {.remaining = 0, .reset_s = 1, .quota = -1, .window_s = -1, .retry_after = -1};
     double at = rl_now();
