@@ -606,19 +606,18 @@ static void blob_verify(blob *b)
     free(buf);
     char hex[65];
     sha256_final_hex(&ctx, hex);
-    int ok = rc == 0 && strcmp(hex, b->sha256) == 0;
-    if (rc == 0 && !ok) {
+    int ok = rc == 0 && strcmp(hex, b->sha256) == 0, bad = rc == 0 && !ok;
+    if (bad) {
         log_error("%s: sha256 of the downloaded file is %s, the Hub says %s: dropped", b->what, hex,
                   b->sha256);
         cache_file_drop(p->o.cache, b->id, bs);
-        p->sha256_bad++;
     } else if (ok) {
         cache_file_set_verified(p->o.cache, b->id, bs);
         p->sha256_ok++;
         log_debug("%s: sha256 verified", b->what);
     }
     pthread_mutex_lock(&b->mu);
-    if (rc == 0 && !ok) {
+    if (bad) {
         blob_forget_kept_locked(b);
         for (int64_t k = 0; k < b->nblocks; k++)
             b->present[k] = 0;
@@ -627,6 +626,12 @@ static void blob_verify(blob *b)
     b->verified = ok;
     b->verifying = 0;
     pthread_mutex_unlock(&b->mu);
+    if (!bad) return;
+    /* The bad bytes were served before the check could run; the blocks are gone, but copies
+     * of them (the kernel's page cache) are the owner's to drop. Counted afterwards, so that
+     * whoever sees sha256_bad move no longer gets the bad bytes from those copies either. */
+    if (p->o.on_bad_content) p->o.on_bad_content(p->o.bad_content_arg, b->id);
+    p->sha256_bad++;
 }
 
 /* ---- workers ---- */

@@ -11,8 +11,10 @@
  *   - sequential access is detected per file (a few offset streams, whatever handle or process
  *     reads), and the next --readahead blocks are fetched in parallel by a small worker pool;
  *   - once every block of an LFS file is on disk its sha256 is checked against the Hub's; a
- *     mismatch drops the file's blocks and is logged. A git-stored file small enough to be one
- *     block is checked against its git oid before it is stored or served.
+ *     mismatch drops the file's blocks, is logged and is reported to on_bad_content (copies
+ *     of the bad bytes made outside this module are the caller's to drop). A git-stored file
+ *     small enough to be one block is checked against its git oid before it is stored or
+ *     served.
  * blob_read() returns the whole range asked for (clamped at end of file) or an error: never a
  * short read before end of file. Thread-safe. */
 #ifndef HF_BLOB_H
@@ -38,6 +40,13 @@ typedef struct blob_pool_opts {
     int workers;                /* read-ahead threads */
     int (*stopping)(void *arg); /* nonzero: the mount is going away, abandon transfers */
     void *stop_arg;
+    /* Optional: an LFS file's whole-file sha256 check failed, so bytes already served under
+     * content id may be wrong (a reader's copies, e.g. the kernel's page cache, should go).
+     * Called once per failed check, after the blocks are dropped (new reads fetch them again)
+     * and before sha256_bad counts it, from a worker thread that holds no lock and that no
+     * read waits on, so it may block until the reads in progress finish. */
+    void (*on_bad_content)(void *arg, const char *id);
+    void *bad_content_arg;
 } blob_pool_opts;
 
 typedef struct blob_desc {

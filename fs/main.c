@@ -652,7 +652,10 @@ static int serve(struct fuse_session *se, vfs *v, cache *c, const options *o, co
                          .readahead = o->readahead,
                          .workers = o->readahead < 4 ? 4 : (o->readahead > 16 ? 16 : o->readahead),
                          .stopping = session_ending,
-                         .stop_arg = se};
+                         .stop_arg = se,
+                         .on_bad_content = vfs_bad_content,
+                         .bad_content_arg = v};
+    vfs_set_session(v, se); /* before the workers that call vfs_bad_content start */
     rc = blob_pool_new(&bo, &blobs);
     if (rc < 0) {
         log_error("cannot start the block fetcher: %s", strerror(-rc));

@@ -44,6 +44,7 @@ typedef struct vrepo {
     org *org;
     char name[HUB_NAME_MAX + 1]; /* REPO or REPO@REV, as in the directory */
     repo *r;
+    atomic_int offline_noted; /* the log said it is not cached (offline): once per mount */
 } vrepo;
 
 /* A range of inode numbers and what it shows. */
@@ -65,6 +66,7 @@ struct vfs {
     vfs_counters n;
     http_client *http;
     blob_pool *blobs;
+    struct fuse_session *se; /* where cache invalidations go */
     time_t started;
     _Atomic int initialized; /* the kernel's INIT was answered */
     uid_t uid;
@@ -363,21 +365,25 @@ static int vfs_snapshot(fuse_req_t req, vfs *v, repo *r, snap **s)
 }
 
 /* MOUNT/NAME/x where NAME/x is no repo: NAME may be a one-segment (legacy) repo id, as the Hub
- * still resolves them (gpt2 → openai-community/gpt2), and x one of its files. */
-static void vfs_lookup_legacy(fuse_req_t req, vfs *v, org *g, const char *name)
+ * still resolves them (gpt2 → openai-community/gpt2), and x one of its files. The inode of x,
+ * or 0 when there is none. */
+static uint64_t vfs_legacy_ino(fuse_req_t req, vfs *v, org *g, const char *name)
 {
     vrepo *vr = vfs_repo_get(v, g, "");
     snap *s;
-    if (!vr || vfs_snapshot(req, v, vr->r, &s) < 0) {
-        vfs_reply_noent(req, v, TTL_BRANCH);
-        return;
-    }
+    if (!vr || vfs_snapshot(req, v, vr->r, &s) < 0) return 0;
     long i = snap_lookup(s, (uint32_t)s->tree.n, name);
-    if (i < 0) {
-        vfs_reply_noent(req, v, TTL_BRANCH);
-        return;
-    }
-    vfs_reply_entry(req, v, s->base + 1 + (uint64_t)i, TTL_BRANCH);
+    return i < 0 ? 0 : s->base + 1 + (uint64_t)i;
+}
+
+/* Offline, ENOENT only means "not cached": without a word, that reads as "no such repo". Said
+ * once per repo, since loaders probe many names and the kernel forgets a negative entry soon. */
+static void vfs_note_offline_miss(vfs *v, vrepo *vr)
+{
+    if (!v->o.offline || atomic_exchange(&vr->offline_noted, 1)) return;
+    log_warn("%s%s/%s: not in the cache, and offline (--offline / HF_HUB_OFFLINE): nothing is "
+             "fetched",
+             vr->org->kind == HUB_DATASET ? "datasets/" : "", vr->org->name, vr->name);
 }
 
 static void vfs_lookup_repo(fuse_req_t req, vfs *v, org *g, const char *name)
@@ -385,11 +391,14 @@ static void vfs_lookup_repo(fuse_req_t req, vfs *v, org *g, const char *name)
     vrepo *vr = vfs_repo_get(v, g, name);
     snap *s;
     int rc = vr ? vfs_snapshot(req, v, vr->r, &s) : -ENOENT;
-    if (rc == -ENOENT && !strchr(name, '@')) {
-        vfs_lookup_legacy(req, v, g, name);
+    uint64_t legacy = rc == -ENOENT && !strchr(name, '@') ? vfs_legacy_ino(req, v, g, name) : 0;
+    if (legacy) {
+        vfs_reply_entry(req, v, legacy, TTL_BRANCH);
         return;
     }
     if (rc == -ENOENT) {
+        /* The one-segment repo ORG of the fallback is a guess: only ORG/NAME is named. */
+        if (vr) vfs_note_offline_miss(v, vr);
         vfs_reply_noent(req, v, TTL_BRANCH);
         return;
     }
@@ -1041,6 +1050,57 @@ void vfs_attach(vfs *v, http_client *http, blob_pool *blobs, int (*cancelled)(vo
     v->rctx.http = http;
     v->rctx.cancelled = cancelled;
     v->rctx.cancel_arg = arg;
+}
+
+void vfs_set_session(vfs *v, struct fuse_session *se)
+{
+    v->se = se;
+}
+
+/* The inodes of every snapshot's files whose content is id (malloc'd, *n of them; on
+ * allocation failure the ones found so far). */
+static uint64_t *vfs_content_inodes(vfs *v, const char *id, size_t *n)
+{
+    uint64_t *inos = NULL;
+    size_t cap = 0;
+    *n = 0;
+    pthread_rwlock_rdlock(&v->seglk);
+    for (size_t i = 0; i < v->nsegs; i++) {
+        const snap *sn = v->segs[i].kind == SEG_SNAP ? v->segs[i].ptr : NULL;
+        for (size_t k = 0; sn && k < sn->tree.n; k++) {
+            const hub_entry *e = &sn->tree.e[k];
+            if (e->is_dir || strcmp(hub_entry_content_id(e), id) != 0) continue;
+            if (*n == cap) {
+                size_t nc = cap ? cap * 2 : 8;
+                uint64_t *ni = realloc(inos, nc * sizeof *ni);
+                if (!ni) goto out;
+                inos = ni;
+                cap = nc;
+            }
+            inos[(*n)++] = sn->base + 1 + k;
+        }
+    }
+out:
+    pthread_rwlock_unlock(&v->seglk);
+    return inos;
+}
+
+void vfs_bad_content(void *arg, const char *id)
+{
+    vfs *v = arg;
+    size_t n;
+    uint64_t *inos = vfs_content_inodes(v, id, &n);
+    /* Outside seglk: each notification waits until the reads in progress on that inode are
+     * answered, and new snapshots need the lock meanwhile. */
+    for (size_t i = 0; i < n && v->se; i++) {
+        int rc = fuse_lowlevel_notify_inval_inode(v->se, inos[i], 0, 0);
+        if (rc < 0 && rc != -ENOENT) /* ENOENT: the kernel holds nothing of that inode */
+            log_warn("%s: cannot drop the kernel's cached pages of inode %llu (%s): they may "
+                     "serve the bad bytes until evicted or remounted",
+                     id, (unsigned long long)inos[i], strerror(-rc));
+    }
+    log_debug("%s: the kernel's cached pages of %zu inode(s) dropped", id, n);
+    free(inos);
 }
 
 void vfs_free(vfs *v)

@@ -1,7 +1,9 @@
 """The block cache end to end: persisted metadata (a second mount costs zero requests), offline
-mode, corrupted blocks, kill -9 in the middle of a download, the whole-file sha256 check,
+mode (a repo that is not cached is logged once), corrupted blocks, kill -9 in the middle of a
+download, the whole-file sha256 check (a failed one also drops the kernel's pages of the file),
 --cache-max, and the huggingface_hub cache."""
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -13,6 +15,10 @@ import urllib.request
 import fstest
 
 MiB = 1 << 20
+
+
+def digest(data):
+    return hashlib.sha256(data).hexdigest()
 
 
 def read_all(root):
@@ -61,6 +67,30 @@ class Cache(fstest.FsTest):
             self.assertFalse(os.path.exists(m.path("demo", "not-cached")))
             self.assertTrue(m.stats()["offline"])
             m.stop()
+
+    def test_offline_miss_is_logged_once(self):
+        h = self.hub(self.root)
+        self.populate(h)  # demo/stories260K is cached, at its default branch only
+        h.stop()
+        for args, env in ((["--offline"], {}), ([], {"HF_HUB_OFFLINE": "1"})):
+            log = os.path.join(self.tmp, "offline%d.log" % len(args))
+            m = self.mount(h.url, self.cache, "--log", log, *args, env=env)
+            for _ in range(3):
+                for name in ("missing", "stories260K@v2"):
+                    with self.assertRaises(FileNotFoundError):
+                        os.stat(m.path("demo", name))
+                time.sleep(1.2)  # past the kernel's negative entry: the next stat reaches hfmount
+            self.assertGreaterEqual(m.stats()["fs"]["negative_lookups"], 6)
+            self.assertTrue(os.path.isfile(m.path("demo", "stories260K", "config.json")))
+            self.assertEqual(m.stop(), 0)
+            text = fstest.read_text(log)
+            self.assertNotIn("Sanitizer", text)  # --log takes stderr, sanitizer reports too
+            lines = [l for l in text.splitlines() if "not in the cache" in l]
+            self.assertEqual(len(lines), 2, lines)  # one per repo, not per lookup
+            self.assertIn("demo/missing: not in the cache, and offline", lines[0])
+            self.assertIn("demo/stories260K@v2: not in the cache, and offline", lines[1])
+            for l in lines:
+                self.assertIn("HF_HUB_OFFLINE", l)
 
     def test_revalidation_failure_keeps_serving(self):
         h = self.hub(self.root)
@@ -144,6 +174,34 @@ class Cache(fstest.FsTest):
         m = self.mount(h.url, self.cache, "--block-size", "1M")
         self.assertEqual(fstest.sha256_file(m.path("demo", "stories260K", "big.bin")),
                          fstest.sha256_file(big))
+        for _ in range(100):
+            if m.stats()["blocks"]["sha256_ok"]:
+                break
+            time.sleep(0.1)
+        self.assertEqual(m.stats()["blocks"]["sha256_ok"], 1)
+
+    def test_sha256_mismatch_evicts_kernel_pages(self):
+        big = os.path.join(self.src, "big.bin")
+        fstest.write_random(big, 12 * MiB, 5)
+        want = fstest.sha256_file(big)
+        h = self.hub(self.root)
+        h.control(cmd="fault", kind="corrupt", offset=1000, listener="cdn", count=1)
+        m = self.mount(h.url, self.cache, "--block-size", "1M")
+        path = m.path("demo", "stories260K", "big.bin")
+        with open(path, "rb") as f:
+            self.assertNotEqual(digest(f.read()), want)  # one flipped byte arrived
+            for _ in range(100):
+                if m.stats()["blocks"]["sha256_bad"]:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(m.stats()["blocks"]["sha256_bad"], 1)
+            self.assertIn("sha256", m.log())
+            h.control(cmd="clear_faults")
+            # The kernel keeps a file's pages across opens (keep_cache): the bad ones must be
+            # gone once the check has failed, for this open and the next, without a remount.
+            f.seek(0)
+            self.assertEqual(digest(f.read()), want, "the same open, after the failed check")
+        self.assertEqual(fstest.sha256_file(path), want, "a new open, after the failed check")
         for _ in range(100):
             if m.stats()["blocks"]["sha256_ok"]:
                 break
