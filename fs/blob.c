@@ -831,6 +831,14 @@ int blob_open(blob_pool *p, const blob_desc *d, blob **out)
     return 0;
 }
 
+/* One more reference to a blob the caller holds already. */
+static void blob_hold(blob *b)
+{
+    pthread_mutex_lock(&b->pool->mu);
+    b->refs++;
+    pthread_mutex_unlock(&b->pool->mu);
+}
+
 static void blob_unref(blob *b)
 {
     blob_pool *p = b->pool;
@@ -939,8 +947,12 @@ long blob_read_iov(blob *b, int64_t off, size_t len, int (*cancelled)(void *), v
         if (rc == 0) iov[k] = (struct iovec){(void *)pc[k].p, pc[k].n};
         done += n;
     }
+    /* Once the sink has replied, the reader may close the file, and its release may drop the
+     * last reference before the pieces are put back: the read holds one of its own. */
+    blob_hold(b);
     if (rc == 0) rc = sink(iov, (int)k, sink_arg) < 0 ? -EIO : (long)len;
     if (pc) blob_pieces_put(b, pc, k);
+    blob_unref(b);
     free(pc);
     free(iov);
     free(rb.disk);
