@@ -541,6 +541,17 @@ static flight *blob_mem_get(blob *b, int64_t idx)
     return f;
 }
 
+/* Whether block idx is in memory or on its way there (fetched, or loaded from disk). */
+static int blob_listed(blob *b, int64_t idx)
+{
+    pthread_mutex_lock(&b->mu);
+    flight *f = b->flights;
+    while (f && f->idx != idx)
+        f = f->next;
+    pthread_mutex_unlock(&b->mu);
+    return f != NULL;
+}
+
 static void blob_put_block(blob *b, flight *f)
 {
     pthread_mutex_lock(&b->mu);
@@ -581,8 +592,10 @@ static void blob_readahead(blob *b, int64_t off, size_t len)
         if (want > s->ra_upto) s->ra_upto = want;
     }
     pthread_mutex_unlock(&b->mu);
+    /* Blocks on disk are read ahead too, into memory: the workers read and check whole blocks
+     * in parallel while the reader copies from memory, instead of one disk read per request. */
     for (int64_t k = q0; k <= q1; k++)
-        if (!b->present[k]) blob_enqueue(b, TASK_PREFETCH, k);
+        if (!blob_listed(b, k)) blob_enqueue(b, TASK_PREFETCH, k);
 }
 
 /* ---- the whole-file sha256 check ---- */
@@ -653,7 +666,7 @@ static void *blob_worker(void *arg)
         pthread_mutex_unlock(&p->mu);
         if (t.kind == TASK_VERIFY) {
             blob_verify(t.b);
-        } else if (!t.b->present[t.idx]) {
+        } else if (!blob_listed(t.b, t.idx)) {
             flight *f;
             if (blob_get_block(t.b, t.idx, NULL, NULL, &f) == 0) {
                 p->blocks_readahead++;
@@ -903,7 +916,8 @@ static int blob_piece(blob *b, int64_t idx, size_t in, size_t n, read_buf *rb, s
     blob_pool *p = b->pool;
     flight *f = blob_mem_get(b, idx);
     int rc = -ENOENT;
-    if (!f && b->present[idx]) {
+    /* A block being loaded by the read-ahead is joined, not read a second time. */
+    if (!f && b->present[idx] && !blob_listed(b, idx)) {
         if (!rb->disk && !(rb->disk = malloc(rb->len))) return -ENOMEM;
         unsigned char *d = rb->disk + at;
         rc = cache_block_read(p->o.cache, b->id, b->bs, idx, in, n, d);
