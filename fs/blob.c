@@ -20,6 +20,7 @@
 #define BLOB_GIT_WHOLE_MAX (1LL << 30) /* largest git-stored file fetched (and checked) whole */
 #define BLOB_REFUSALS_MAX 5 /* CDN refusals of one block (each followed by a re-resolve) */
 #define BLOB_WAIT_SLICE_NS 100000000L /* how often a waiter polls its request's interrupt */
+#define BLOB_STALE_TRIES 3 /* reads of one block again after failed sha256 checks spanned it */
 
 typedef struct flight {
     int64_t idx;
@@ -28,6 +29,7 @@ typedef struct flight {
     int listed;   /* still in blob.flights */
     int kept;     /* done, and kept listed as a recent block (the list holds a reference) */
     uint64_t seq; /* when it was kept: the oldest kept block goes first */
+    uint64_t gen; /* blob.bad_gen when the flight began: bytes from before a failed check */
     unsigned char *buf;
     size_t len, cap; /* cap: what buf was allocated as (the pool's block size for most) */
     struct flight *next;
@@ -60,6 +62,7 @@ struct blob {
     _Atomic unsigned char *present; /* read without mu by readers; written under mu */
     int64_t npresent;
     int verified, verifying;
+    uint64_t bad_gen; /* failed sha256 checks: a flight that spans one holds stale bytes */
     stream streams[BLOB_STREAMS];
     uint64_t clock;
     int nkept; /* recent blocks kept in memory (bounded by readahead + 2) */
@@ -150,16 +153,29 @@ static int blob_pool_stopping(void *arg)
 
 /* Queue a task; it holds a reference to b. Dropped silently when the queue is full (read-ahead
  * is a hint; verification is retried at the next open). */
-static void blob_enqueue(blob *b, task_kind kind, int64_t idx)
+/* 0, or -EAGAIN when the queue is full or the pool stopping (the task is dropped). */
+static int blob_enqueue(blob *b, task_kind kind, int64_t idx)
 {
     blob_pool *p = b->pool;
+    int rc = -EAGAIN;
     pthread_mutex_lock(&p->mu);
     if (p->qlen < BLOB_QUEUE_MAX && !p->stop) {
         p->q[(p->qhead + p->qlen++) % BLOB_QUEUE_MAX] = (task){kind, b, idx};
         b->refs++;
         pthread_cond_signal(&p->qcv);
+        rc = 0;
     }
     pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+/* Queue the whole-file check; a check that cannot be queued is asked for again later. */
+static void blob_enqueue_verify(blob *b)
+{
+    if (blob_enqueue(b, TASK_VERIFY, 0) == 0) return;
+    pthread_mutex_lock(&b->mu);
+    b->verifying = 0;
+    pthread_mutex_unlock(&b->mu);
 }
 
 /* ---- resolving ---- */
@@ -392,7 +408,7 @@ static void blob_mark_present(blob *b, int64_t idx)
         verify = 1;
     }
     pthread_mutex_unlock(&b->mu);
-    if (verify) blob_enqueue(b, TASK_VERIFY, 0);
+    if (verify) blob_enqueue_verify(b);
 }
 
 static void blob_mark_absent(blob *b, int64_t idx)
@@ -431,7 +447,7 @@ static int blob_fill(blob *b, flight *f, int (*cancelled)(void *), void *arg)
 {
     blob_pool *p = b->pool;
     f->len = blob_block_len(b, f->idx);
-    f->cap = f->len == blob_block_len(b, 0) ? b->bs : f->len;
+    f->cap = f->len == b->bs ? b->bs : f->len; /* only whole blocks use the recycled buffers */
     f->buf = blob_buf_get(p, f->cap);
     if (!f->buf) return -ENOMEM;
     if (cache_block_read(p->o.cache, b->id, b->bs, f->idx, 0, f->len, f->buf) == 0) {
@@ -464,6 +480,7 @@ static int blob_fill(blob *b, flight *f, int (*cancelled)(void *), void *arg)
  * reference (release with blob_flight_put_locked under b->mu). */
 static int blob_get_block(blob *b, int64_t idx, int (*cancelled)(void *), void *arg, flight **out)
 {
+    int stale_tries = 0;
 again:
     pthread_mutex_lock(&b->mu);
     flight *f = b->flights;
@@ -487,11 +504,13 @@ again:
                 return -EINTR;
             }
         }
-        int rc = f->state < 0 ? f->state : 0;
+        int rc = f->state < 0 ? f->state : f->gen != b->bad_gen ? -ESTALE : 0;
         if (rc < 0) blob_flight_put_locked(b, f);
         pthread_mutex_unlock(&b->mu);
         if (rc == -EINTR && !blob_pool_stopping(b->pool) && !(cancelled && cancelled(arg)))
             goto again; /* the reader that fetched it was interrupted, not this one */
+        if (rc == -ESTALE && ++stale_tries <= BLOB_STALE_TRIES) goto again;
+        if (rc == -ESTALE) rc = -EIO;
         *out = rc < 0 ? NULL : f;
         return rc;
     }
@@ -501,6 +520,7 @@ again:
         return -ENOMEM;
     }
     f->idx = idx;
+    f->gen = b->bad_gen;
     f->refs = 1;
     f->listed = 1;
     f->next = b->flights;
@@ -509,6 +529,8 @@ again:
 
     int rc = blob_fill(b, f, cancelled, arg);
     pthread_mutex_lock(&b->mu);
+    /* A failed sha256 check while this block was read: its bytes may be the bad ones. */
+    if (rc >= 0 && f->gen != b->bad_gen) rc = -ESTALE;
     f->state = rc < 0 ? rc : 1;
     pthread_cond_broadcast(&b->cv);
     if (rc < 0) {
@@ -517,13 +539,25 @@ again:
         f = NULL;
     }
     pthread_mutex_unlock(&b->mu);
+    if (rc == -ESTALE && ++stale_tries <= BLOB_STALE_TRIES) goto again;
+    if (rc == -ESTALE) rc = -EIO;
     if (rc < 0) return rc;
     /* Store before unlisting, so that a reader that misses on disk finds the flight. */
     if (rc == 0 && cache_block_write(b->pool->o.cache, b->id, b->bs, idx, f->buf, f->len) == 0)
         rc = 1;
     pthread_mutex_lock(&b->mu);
-    blob_keep_locked(b, f);
+    int stale = f->gen != b->bad_gen; /* the check failed while it was being stored */
+    if (stale) {
+        blob_flight_unlist_locked(b, f);
+        blob_flight_put_locked(b, f);
+    } else {
+        blob_keep_locked(b, f);
+    }
     pthread_mutex_unlock(&b->mu);
+    if (stale) {
+        if (++stale_tries <= BLOB_STALE_TRIES) goto again;
+        return -EIO;
+    }
     if (rc == 1) blob_mark_present(b, idx);
     *out = f;
     return 0;
@@ -534,7 +568,7 @@ static flight *blob_mem_get(blob *b, int64_t idx)
 {
     pthread_mutex_lock(&b->mu);
     flight *f = b->flights;
-    while (f && !(f->idx == idx && f->state == 1))
+    while (f && !(f->idx == idx && f->state == 1 && f->gen == b->bad_gen))
         f = f->next;
     if (f) f->refs++;
     pthread_mutex_unlock(&b->mu);
@@ -610,6 +644,10 @@ static void blob_verify(blob *b)
     if (!buf) rc = -ENOMEM;
     for (int64_t k = 0; rc == 0 && k < b->nblocks; k++) {
         size_t n = blob_block_len(b, k);
+        if (blob_pool_stopping(p)) {
+            rc = -EINTR; /* the mount is going away: the next one checks again */
+            break;
+        }
         rc = cache_block_read(p->o.cache, b->id, bs, k, 0, n, buf);
         if (rc == 0)
             sha256_update(&ctx, buf, n);
@@ -631,6 +669,7 @@ static void blob_verify(blob *b)
     }
     pthread_mutex_lock(&b->mu);
     if (bad) {
+        b->bad_gen++;
         blob_forget_kept_locked(b);
         for (int64_t k = 0; k < b->nblocks; k++)
             b->present[k] = 0;
@@ -643,7 +682,8 @@ static void blob_verify(blob *b)
     /* The bad bytes were served before the check could run; the blocks are gone, but copies
      * of them (the kernel's page cache) are the owner's to drop. Counted afterwards, so that
      * whoever sees sha256_bad move no longer gets the bad bytes from those copies either. */
-    if (p->o.on_bad_content) p->o.on_bad_content(p->o.bad_content_arg, b->id);
+    if (p->o.on_bad_content && !blob_pool_stopping(p))
+        p->o.on_bad_content(p->o.bad_content_arg, b->id);
     p->sha256_bad++;
 }
 
@@ -838,7 +878,7 @@ int blob_open(blob_pool *p, const blob_desc *d, blob **out)
         b->is_lfs && b->nblocks > 0 && b->npresent == b->nblocks && !b->verified && !b->verifying;
     if (verify) b->verifying = 1;
     pthread_mutex_unlock(&b->mu);
-    if (verify) blob_enqueue(b, TASK_VERIFY, 0);
+    if (verify) blob_enqueue_verify(b);
     cache_pin(p->o.cache, b->id); /* an open file's blocks are not evicted */
     *out = b;
     return 0;

@@ -248,6 +248,29 @@ int cache_block_read(cache *c, const char *id, uint32_t bs, int64_t idx, size_t 
 
 static void cache_maybe_evict(cache *c);
 
+/* pwrite all of n bytes at off: 0, -errno, or -ENOSPC for a short write. */
+static int cache_pwrite_all(int fd, const void *p, size_t n, off_t off)
+{
+    ssize_t w = pwrite(fd, p, n, off);
+    if (w < 0) return -errno;
+    return (size_t)w == n ? 0 : -ENOSPC;
+}
+
+/* The header, the data's page-aligned head (O_DIRECT when direct) and its unaligned tail,
+ * which O_DIRECT cannot write: the tail goes through the page cache after clearing it. */
+static int cache_store_parts(int fd, const unsigned char *h, const void *data, size_t len,
+                             int direct)
+{
+    size_t head = direct ? len & ~(size_t)(CACHE_ALIGN - 1) : len;
+    int rc = cache_pwrite_all(fd, h, CACHE_HDR, 0);
+    if (rc == 0) rc = cache_pwrite_all(fd, data, head, CACHE_HDR);
+    if (rc < 0 || head == len) return rc;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0) return -errno;
+    return cache_pwrite_all(fd, (const unsigned char *)data + head, len - head,
+                            CACHE_HDR + (off_t)head);
+}
+
 /* Write header and data to the new file tmp. When the data is page aligned, it goes with
  * O_DIRECT: the device reads it from the caller's buffer, so the CPU copies nothing into the
  * page cache (the bytes are already in the FUSE file's page cache, or about to be; caching
@@ -261,27 +284,23 @@ static int cache_block_store(cache *c, const char *tmp, const unsigned char *h, 
     int direct = !c->no_direct && (uintptr_t)data % CACHE_ALIGN == 0 && len >= CACHE_ALIGN;
     int fd = open(tmp, flags | (direct ? O_DIRECT : 0), 0644);
     if (fd < 0 && direct && errno == EINVAL) {
+        /* Refused after the file was created (the check comes at open, past O_CREAT). */
         c->no_direct = 1;
         direct = 0;
+        unlink(tmp);
         fd = open(tmp, flags, 0644);
     }
     *fdp = fd;
     if (fd < 0) return -errno;
-    size_t head = direct ? len & ~(size_t)(CACHE_ALIGN - 1) : len;
-    ssize_t w = pwrite(fd, h, CACHE_HDR, 0);
-    if (w == CACHE_HDR) w = pwrite(fd, data, head, CACHE_HDR);
-    if (w < 0 && direct && errno == EINVAL && head == len) {
-        /* O_DIRECT accepted at open but refused at write (alignment rules of the device) */
+    int rc = cache_store_parts(fd, h, data, len, direct);
+    if (rc == -EINVAL && direct) {
+        /* O_DIRECT accepted at open but refused at write (the device's alignment rules) */
         c->no_direct = 1;
-        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT) < 0) return -errno;
-        w = pwrite(fd, h, CACHE_HDR, 0) == CACHE_HDR ? pwrite(fd, data, len, CACHE_HDR) : -1;
-        head = len;
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0) return -errno;
+        rc = cache_store_parts(fd, h, data, len, 0);
     }
-    if (w != (ssize_t)head) return w < 0 ? -errno : -ENOSPC;
-    if (head == len) return 0;
-    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT) < 0) return -errno;
-    w = pwrite(fd, (const unsigned char *)data + head, len - head, CACHE_HDR + (off_t)head);
-    return w == (ssize_t)(len - head) ? 0 : w < 0 ? -errno : -ENOSPC;
+    return rc;
 }
 
 int cache_block_write(cache *c, const char *id, uint32_t bs, int64_t idx, const void *data,

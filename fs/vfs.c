@@ -780,7 +780,10 @@ static ssize_t vfs_pread_full(int fd, char *buf, size_t len, off_t off)
 static int vfs_reply_iov(const struct iovec *iov, int n, void *arg)
 {
     /* A failed reply (the reader is gone) is the kernel's business, not an error to send. */
-    fuse_reply_iov((fuse_req_t)arg, iov, n);
+    if (n == 0)
+        fuse_reply_buf((fuse_req_t)arg, NULL, 0); /* end of file */
+    else
+        fuse_reply_iov((fuse_req_t)arg, iov, n);
     return 0;
 }
 
@@ -1092,7 +1095,9 @@ void vfs_bad_content(void *arg, const char *id)
     uint64_t *inos = vfs_content_inodes(v, id, &n);
     /* Outside seglk: each notification waits until the reads in progress on that inode are
      * answered, and new snapshots need the lock meanwhile. */
-    for (size_t i = 0; i < n && v->se; i++) {
+    /* Not once the session loop has ended: nobody would answer the reads the kernel waits for
+     * before it lets go of the pages, and the unmount drops them anyway. */
+    for (size_t i = 0; i < n && v->se && !fuse_session_exited(v->se); i++) {
         int rc = fuse_lowlevel_notify_inval_inode(v->se, inos[i], 0, 0);
         if (rc < 0 && rc != -ENOENT) /* ENOENT: the kernel holds nothing of that inode */
             log_warn("%s: cannot drop the kernel's cached pages of inode %llu (%s): they may "
