@@ -108,6 +108,7 @@ static void blob_unref(blob *b);
 
 #define BLOB_ALIGN 4096
 #define BLOB_HUGE (2u << 20)
+#define BLOB_SPARE_BYTES (256LL << 20) /* most memory kept in idle recycled buffers */
 
 static void *blob_buf_get(blob_pool *p, size_t len)
 {
@@ -725,7 +726,11 @@ int blob_pool_new(const blob_pool_opts *o, blob_pool **out)
     p->q = calloc(BLOB_QUEUE_MAX, sizeof *p->q);
     p->nthreads = o->workers > 0 ? o->workers : 1;
     p->threads = calloc((size_t)p->nthreads, sizeof *p->threads);
+    /* Enough spare buffers for the workers, but never more than BLOB_SPARE_BYTES idle. */
     p->maxspare = p->nthreads + 2;
+    if (o->block_size > 0 && (int64_t)p->maxspare * o->block_size > BLOB_SPARE_BYTES)
+        p->maxspare = (int)(BLOB_SPARE_BYTES / o->block_size);
+    if (p->maxspare < 1) p->maxspare = 1;
     p->spare = calloc((size_t)p->maxspare, sizeof *p->spare);
     if (!p->q || !p->threads || !p->spare) {
         free(p->q);

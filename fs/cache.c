@@ -164,10 +164,22 @@ const char *cache_path(const cache *c)
     return c->dir;
 }
 
-static void cache_drop_bad(cache *c, const char *path, int64_t size, const char *why)
+/* Delete the bad block file that was opened as *st (NULL: unknown, delete what is there). Two
+ * readers may find the same bad block at once: only the one that deletes that very file counts
+ * and logs it, and a good block stored under the name meanwhile is left alone. */
+static void cache_drop_bad(cache *c, const char *path, const struct stat *st, const char *why)
 {
+    struct stat now;
+    if (st && (stat(path, &now) < 0 || now.st_ino != st->st_ino || now.st_dev != st->st_dev)) {
+        log_debug("cache: block %s was corrupt (%s), already dropped", path, why);
+        return;
+    }
+    if (unlink(path) < 0) {
+        log_debug("cache: block %s was corrupt (%s), already dropped", path, why);
+        return;
+    }
     log_warn("cache: block %s is corrupt (%s): dropped, it will be fetched again", path, why);
-    if (unlink(path) == 0) c->bytes -= size;
+    if (st) c->bytes -= st->st_size;
     c->corrupt++;
 }
 
@@ -203,12 +215,13 @@ int cache_block_read(cache *c, const char *id, uint32_t bs, int64_t idx, size_t 
     unsigned char h[CACHE_HDR];
     cache_hdr hd;
     struct stat st;
-    const char *why = fstat(fd, &st) < 0 ? "stat" : NULL;
+    int have_st = fstat(fd, &st) == 0;
+    const char *why = have_st ? NULL : "stat";
     if (!why) why = cache_check_hdr(fd, id, bs, idx, h, &hd, st.st_size);
     if (!why && off + len > hd.len) why = "shorter than the file says";
     if (why) {
         close(fd);
-        cache_drop_bad(c, path, st.st_size, why);
+        cache_drop_bad(c, path, have_st ? &st : NULL, why);
         return -EBADMSG;
     }
     size_t c0 = off / hd.chunk, c1 = (off + len - 1) / hd.chunk;
@@ -240,7 +253,7 @@ int cache_block_read(cache *c, const char *id, uint32_t bs, int64_t idx, size_t 
     if (!direct) free(buf);
     close(fd);
     if (why) {
-        cache_drop_bad(c, path, st.st_size, why);
+        cache_drop_bad(c, path, &st, why);
         return -EBADMSG;
     }
     return 0;
