@@ -21,6 +21,18 @@ def digest(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def wait_block_stat(m, key, timeout=10):
+    """The mount's blocks.<key> once it is nonzero (the whole-file check runs on a worker after
+    the last block arrives), or its value at the timeout."""
+    end = time.time() + timeout
+    while time.time() < end:
+        v = m.stats()["blocks"][key]
+        if v:
+            return v
+        time.sleep(0.1)
+    return m.stats()["blocks"][key]
+
+
 def read_all(root):
     for d, _, files in os.walk(root):
         for f in files:
@@ -164,21 +176,13 @@ class Cache(fstest.FsTest):
         m = self.mount(h.url, self.cache, "--block-size", "1M")
         with open(m.path("demo", "stories260K", "big.bin"), "rb") as f:
             f.read()
-        for _ in range(100):
-            if m.stats()["blocks"]["sha256_bad"]:
-                break
-            time.sleep(0.1)
-        self.assertEqual(m.stats()["blocks"]["sha256_bad"], 1)
+        self.assertEqual(wait_block_stat(m, "sha256_bad"), 1)
         self.assertIn("sha256", m.log())
         m.stop()
         m = self.mount(h.url, self.cache, "--block-size", "1M")
         self.assertEqual(fstest.sha256_file(m.path("demo", "stories260K", "big.bin")),
                          fstest.sha256_file(big))
-        for _ in range(100):
-            if m.stats()["blocks"]["sha256_ok"]:
-                break
-            time.sleep(0.1)
-        self.assertEqual(m.stats()["blocks"]["sha256_ok"], 1)
+        self.assertEqual(wait_block_stat(m, "sha256_ok"), 1)
 
     def test_sha256_mismatch_evicts_kernel_pages(self):
         big = os.path.join(self.src, "big.bin")
@@ -190,11 +194,7 @@ class Cache(fstest.FsTest):
         path = m.path("demo", "stories260K", "big.bin")
         with open(path, "rb") as f:
             self.assertNotEqual(digest(f.read()), want)  # one flipped byte arrived
-            for _ in range(100):
-                if m.stats()["blocks"]["sha256_bad"]:
-                    break
-                time.sleep(0.1)
-            self.assertEqual(m.stats()["blocks"]["sha256_bad"], 1)
+            self.assertEqual(wait_block_stat(m, "sha256_bad"), 1)
             self.assertIn("sha256", m.log())
             h.control(cmd="clear_faults")
             # The kernel keeps a file's pages across opens (keep_cache): the bad ones must be
@@ -202,11 +202,7 @@ class Cache(fstest.FsTest):
             f.seek(0)
             self.assertEqual(digest(f.read()), want, "the same open, after the failed check")
         self.assertEqual(fstest.sha256_file(path), want, "a new open, after the failed check")
-        for _ in range(100):
-            if m.stats()["blocks"]["sha256_ok"]:
-                break
-            time.sleep(0.1)
-        self.assertEqual(m.stats()["blocks"]["sha256_ok"], 1)
+        self.assertEqual(wait_block_stat(m, "sha256_ok"), 1)
 
     def test_cache_max_evicts_lru(self):
         for i in range(3):

@@ -141,11 +141,30 @@ static void test_tree_parse(void)
     CHECK(hub_tree_parse("{\"a\":1}", 7, "unit", &t) < 0);
 }
 
-static char *tmpdir(void)
+/* A new cache in a new directory under base; NULL (a failed check) if it cannot be made. */
+static cache *tmp_cache(const char *base, char **dir)
 {
-    char tmpl[] = "/tmp/hfunit-XXXXXX";
+    char tmpl[4096];
+    snprintf(tmpl, sizeof tmpl, "%s/hfunit-XXXXXX", base);
     char *d = mkdtemp(tmpl);
-    return d ? strdup(d) : NULL;
+    cache *c = NULL;
+    *dir = d ? strdup(d) : NULL;
+    if (!*dir || cache_open(*dir, 0, &c) != 0) {
+        CHECK(!"cannot open a cache in a temporary directory");
+        free(*dir);
+        *dir = NULL;
+        return NULL;
+    }
+    return c;
+}
+
+/* Remove a temporary directory made by tmp_cache, and free its name. */
+static void rm_tree(char *dir)
+{
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    free(dir);
 }
 
 static void flip(const char *path, off_t off)
@@ -160,13 +179,9 @@ static void flip(const char *path, off_t off)
 
 static void test_cache(void)
 {
-    char *dir = tmpdir();
-    cache *c = NULL;
-    if (!dir || cache_open(dir, 0, &c) != 0) {
-        CHECK(!"cannot open a cache in a temporary directory");
-        free(dir);
-        return;
-    }
+    char *dir;
+    cache *c = tmp_cache("/tmp", &dir);
+    if (!c) return;
     const char *id = "0123456789abcdef0123456789abcdef01234567";
     uint32_t bs = 256 << 10;
     unsigned char *data = malloc(bs), *got = malloc(bs);
@@ -233,10 +248,7 @@ static void test_cache(void)
     cache_close(c);
     free(data);
     free(got);
-    char cmd[4300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0);
-    free(dir);
+    rm_tree(dir);
 }
 
 /* Blocks are written with O_DIRECT when the buffer allows it, through the page cache when not,
@@ -244,14 +256,9 @@ static void test_cache(void)
  * /tmp and, where it exists, in a tmpfs (/dev/shm), whose O_DIRECT support varies by kernel. */
 static void test_cache_direct_in(const char *base)
 {
-    char tmpl[4096];
-    snprintf(tmpl, sizeof tmpl, "%s/hfunit-XXXXXX", base);
-    char *dir = mkdtemp(tmpl);
-    cache *c = NULL;
-    if (!dir || cache_open(dir, 0, &c) != 0) {
-        CHECK(!"cannot open a cache for the O_DIRECT test");
-        return;
-    }
+    char *dir;
+    cache *c = tmp_cache(base, &dir);
+    if (!c) return;
     const char *id = "00aa";
     uint32_t bs = 1 << 20;
     unsigned char *data = aligned_alloc(4096, bs + 4096), *got = malloc(bs + 1);
@@ -269,9 +276,7 @@ static void test_cache_direct_in(const char *base)
     cache_close(c);
     free(data);
     free(got);
-    char cmd[4300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0);
+    rm_tree(dir);
 }
 
 static void test_cache_direct(void)
@@ -304,13 +309,9 @@ static void count_reg(void *arg, snap *s)
 
 static void test_repo_from_metadata(void)
 {
-    char *dir = tmpdir();
-    cache *c = NULL;
-    if (!dir || cache_open(dir, 0, &c) != 0) {
-        CHECK(!"cannot open a cache in a temporary directory");
-        free(dir);
-        return;
-    }
+    char *dir;
+    cache *c = tmp_cache("/tmp", &dir);
+    if (!c) return;
     const char *commit = "fedcba9876543210fedcba9876543210fedcba98";
     char ref[200], rel[200];
     snprintf(ref, sizeof ref, "{\"commit\":\"%s\",\"mtime\":1700000000,\"checked\":1}", commit);
@@ -347,10 +348,7 @@ static void test_repo_from_metadata(void)
     CHECK(repo_snapshot(r, &ctx, count_reg, &regs, &s) == -ENOENT);
     repo_free(r);
     cache_close(c);
-    char cmd[4300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(system(cmd) == 0);
-    free(dir);
+    rm_tree(dir);
 }
 
 int main(void)
