@@ -152,9 +152,8 @@ static int blob_pool_stopping(void *arg)
     return p->stop || (p->o.stopping && p->o.stopping(p->o.stop_arg));
 }
 
-/* Queue a task; it holds a reference to b. Dropped silently when the queue is full (read-ahead
- * is a hint; verification is retried at the next open). */
-/* 0, or -EAGAIN when the queue is full or the pool stopping (the task is dropped). */
+/* Queue a task; it holds a reference to b. 0, or -EAGAIN when the queue is full or the pool
+ * stopping: the task is dropped (read-ahead is a hint; see blob_enqueue_verify for the check). */
 static int blob_enqueue(blob *b, task_kind kind, int64_t idx)
 {
     blob_pool *p = b->pool;
@@ -361,6 +360,15 @@ static void blob_flight_unlist_locked(blob *b, flight *f)
     f->listed = 0;
 }
 
+/* A kept block let go: off the list, and the list's reference dropped. */
+static void blob_unkeep_locked(blob *b, flight *f)
+{
+    blob_flight_unlist_locked(b, f);
+    f->kept = 0;
+    b->nkept--;
+    blob_flight_put_locked(b, f);
+}
+
 /* Keep a just-fetched block in memory so that the sequential reader behind the read-ahead
  * copies it from RAM instead of reading and verifying it from disk again; the oldest of the
  * kept blocks is let go. */
@@ -376,10 +384,7 @@ static void blob_keep_locked(blob *b, flight *f)
         for (flight *g = b->flights; g; g = g->next)
             if (g->kept && (!old || g->seq < old->seq)) old = g;
         if (!old) break;
-        blob_flight_unlist_locked(b, old);
-        old->kept = 0;
-        b->nkept--;
-        blob_flight_put_locked(b, old);
+        blob_unkeep_locked(b, old);
     }
 }
 
@@ -388,11 +393,7 @@ static void blob_forget_kept_locked(blob *b)
 {
     for (flight *g = b->flights, *next; g; g = next) {
         next = g->next;
-        if (!g->kept) continue;
-        blob_flight_unlist_locked(b, g);
-        g->kept = 0;
-        b->nkept--;
-        blob_flight_put_locked(b, g);
+        if (g->kept) blob_unkeep_locked(b, g);
     }
 }
 
@@ -477,11 +478,32 @@ static int blob_fill(blob *b, flight *f, int (*cancelled)(void *), void *arg)
     }
 }
 
+/* Store a filled block (rc 1: it came from disk, 0: from the network) and keep it in memory.
+ * -ESTALE, the flight let go, when a failed sha256 check of the file came meanwhile. */
+static int blob_store_keep(blob *b, flight *f, int rc)
+{
+    /* Store before unlisting, so that a reader that misses on disk finds the flight. */
+    if (rc == 0 && cache_block_write(b->pool->o.cache, b->id, b->bs, f->idx, f->buf, f->len) == 0)
+        rc = 1;
+    pthread_mutex_lock(&b->mu);
+    int stale = f->gen != b->bad_gen;
+    if (stale) {
+        blob_flight_unlist_locked(b, f);
+        blob_flight_put_locked(b, f);
+    } else {
+        blob_keep_locked(b, f);
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (stale) return -ESTALE;
+    if (rc == 1) blob_mark_present(b, f->idx);
+    return 0;
+}
+
 /* Get block idx in memory: join the flight fetching it or start one. On success *out holds a
  * reference (release with blob_flight_put_locked under b->mu). */
 static int blob_get_block(blob *b, int64_t idx, int (*cancelled)(void *), void *arg, flight **out)
 {
-    int stale_tries = 0;
+    int stale_tries = 0, rc;
 again:
     pthread_mutex_lock(&b->mu);
     flight *f = b->flights;
@@ -505,15 +527,12 @@ again:
                 return -EINTR;
             }
         }
-        int rc = f->state < 0 ? f->state : f->gen != b->bad_gen ? -ESTALE : 0;
+        rc = f->state < 0 ? f->state : f->gen != b->bad_gen ? -ESTALE : 0;
         if (rc < 0) blob_flight_put_locked(b, f);
         pthread_mutex_unlock(&b->mu);
         if (rc == -EINTR && !blob_pool_stopping(b->pool) && !(cancelled && cancelled(arg)))
             goto again; /* the reader that fetched it was interrupted, not this one */
-        if (rc == -ESTALE && ++stale_tries <= BLOB_STALE_TRIES) goto again;
-        if (rc == -ESTALE) rc = -EIO;
-        *out = rc < 0 ? NULL : f;
-        return rc;
+        goto done;
     }
     f = calloc(1, sizeof *f);
     if (!f) {
@@ -528,7 +547,7 @@ again:
     b->flights = f;
     pthread_mutex_unlock(&b->mu);
 
-    int rc = blob_fill(b, f, cancelled, arg);
+    rc = blob_fill(b, f, cancelled, arg);
     pthread_mutex_lock(&b->mu);
     /* A failed sha256 check while this block was read: its bytes may be the bad ones. */
     if (rc >= 0 && f->gen != b->bad_gen) rc = -ESTALE;
@@ -537,31 +556,15 @@ again:
     if (rc < 0) {
         blob_flight_unlist_locked(b, f);
         blob_flight_put_locked(b, f);
-        f = NULL;
     }
     pthread_mutex_unlock(&b->mu);
+    if (rc >= 0) rc = blob_store_keep(b, f, rc);
+done:
+    /* Bytes read across a failed check are read again, a few times at most. */
     if (rc == -ESTALE && ++stale_tries <= BLOB_STALE_TRIES) goto again;
     if (rc == -ESTALE) rc = -EIO;
-    if (rc < 0) return rc;
-    /* Store before unlisting, so that a reader that misses on disk finds the flight. */
-    if (rc == 0 && cache_block_write(b->pool->o.cache, b->id, b->bs, idx, f->buf, f->len) == 0)
-        rc = 1;
-    pthread_mutex_lock(&b->mu);
-    int stale = f->gen != b->bad_gen; /* the check failed while it was being stored */
-    if (stale) {
-        blob_flight_unlist_locked(b, f);
-        blob_flight_put_locked(b, f);
-    } else {
-        blob_keep_locked(b, f);
-    }
-    pthread_mutex_unlock(&b->mu);
-    if (stale) {
-        if (++stale_tries <= BLOB_STALE_TRIES) goto again;
-        return -EIO;
-    }
-    if (rc == 1) blob_mark_present(b, idx);
-    *out = f;
-    return 0;
+    *out = rc < 0 ? NULL : f;
+    return rc < 0 ? rc : 0;
 }
 
 /* A recent block in memory, with a reference, or NULL. */
@@ -984,7 +987,10 @@ long blob_read_iov(blob *b, int64_t off, size_t len, int (*cancelled)(void *), v
 {
     int64_t bs = b->bs;
     if (off < 0) return -EINVAL;
-    if (off >= b->size || len == 0) return sink(NULL, 0, sink_arg) < 0 ? -EIO : 0;
+    if (off >= b->size || len == 0) {
+        sink(NULL, 0, sink_arg);
+        return 0;
+    }
     if ((int64_t)len > b->size - off) len = (size_t)(b->size - off);
     if (!b->is_lfs && b->nblocks > 1) {
         log_error("%s: a git-stored file of %lld bytes (over %lld) cannot be checked against its "
@@ -1009,26 +1015,14 @@ long blob_read_iov(blob *b, int64_t off, size_t len, int (*cancelled)(void *), v
     /* Once the sink has replied, the reader may close the file, and its release may drop the
      * last reference before the pieces are put back: the read holds one of its own. */
     blob_hold(b);
-    if (rc == 0) rc = sink(iov, (int)k, sink_arg) < 0 ? -EIO : (long)len;
+    if (rc == 0) {
+        sink(iov, (int)k, sink_arg);
+        rc = (long)len;
+    }
     if (pc) blob_pieces_put(b, pc, k);
     blob_unref(b);
     free(pc);
     free(iov);
     free(rb.disk);
     return rc;
-}
-
-static int blob_copy_sink(const struct iovec *iov, int n, void *arg)
-{
-    unsigned char *d = arg;
-    for (int i = 0; i < n; i++) {
-        memcpy(d, iov[i].iov_base, iov[i].iov_len);
-        d += iov[i].iov_len;
-    }
-    return 0;
-}
-
-long blob_read(blob *b, int64_t off, size_t len, void *dst, int (*cancelled)(void *), void *arg)
-{
-    return blob_read_iov(b, off, len, cancelled, arg, blob_copy_sink, dst);
 }

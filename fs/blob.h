@@ -15,8 +15,8 @@
  *     of the bad bytes made outside this module are the caller's to drop). A git-stored file
  *     small enough to be one block is checked against its git oid before it is stored or
  *     served.
- * blob_read() returns the whole range asked for (clamped at end of file) or an error: never a
- * short read before end of file. Thread-safe. */
+ * blob_read_iov() hands over the whole range asked for (clamped at end of file) or an error: never
+ * a short read before end of file. Thread-safe. */
 #ifndef HF_BLOB_H
 #define HF_BLOB_H
 
@@ -60,7 +60,7 @@ typedef struct blob_desc {
 } blob_desc;
 
 typedef struct blob_stats {
-    int64_t bytes_network, bytes_cache, bytes_shared; /* shared: copied from an in-flight block */
+    int64_t bytes_network, bytes_cache, bytes_shared; /* shared: from a block in memory */
     int64_t blocks_fetched, blocks_cache_hits, blocks_readahead, flight_joins;
     int64_t resolves, resolve_retries, sha256_ok, sha256_bad, fetch_errors;
     int64_t blobs_open;
@@ -75,13 +75,12 @@ void blob_pool_get_stats(blob_pool *p, blob_stats *s);
 /* A reference to the blob of d->id (created on first use). */
 int blob_open(blob_pool *p, const blob_desc *d, blob **out);
 void blob_close(blob *b);
-/* Read [off, off+len) into dst. Returns the bytes read (len unless clamped at EOF) or a negative
- * errno: -EIO (fetch failed), -ENOENT/-EACCES (the Hub refused), -EINTR (cancelled). */
-long blob_read(blob *b, int64_t off, size_t len, void *dst, int (*cancelled)(void *), void *arg);
-/* The same read handed to sink as pieces that point into the blocks themselves (no copy for a
- * block in memory), valid only during the call; sink is not called on error. A sink that
- * fails makes blob_read_iov return -EIO. iov is NULL and n 0 at end of file. */
-typedef int (*blob_sink)(const struct iovec *iov, int n, void *arg);
+/* Read [off, off+len): hands sink the bytes as pieces that point into the blocks themselves (no
+ * copy for a block in memory), valid only during the call; iov is NULL and n 0 at end of file.
+ * sink is called once on success and not at all on error. Returns the bytes read (len unless
+ * clamped at EOF) or a negative errno: -EIO (fetch failed), -ENOENT/-EACCES (the Hub refused),
+ * -EINTR (cancelled). */
+typedef void (*blob_sink)(const struct iovec *iov, int n, void *arg);
 long blob_read_iov(blob *b, int64_t off, size_t len, int (*cancelled)(void *), void *arg,
                    blob_sink sink, void *sink_arg);
 

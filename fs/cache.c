@@ -269,6 +269,12 @@ static int cache_pwrite_all(int fd, const void *p, size_t n, off_t off)
     return (size_t)w == n ? 0 : -ENOSPC;
 }
 
+static int cache_clear_direct(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 || fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0 ? -errno : 0;
+}
+
 /* The header, the data's page-aligned head (O_DIRECT when direct) and its unaligned tail,
  * which O_DIRECT cannot write: the tail goes through the page cache after clearing it. */
 static int cache_store_parts(int fd, const unsigned char *h, const void *data, size_t len,
@@ -278,8 +284,7 @@ static int cache_store_parts(int fd, const unsigned char *h, const void *data, s
     int rc = cache_pwrite_all(fd, h, CACHE_HDR, 0);
     if (rc == 0) rc = cache_pwrite_all(fd, data, head, CACHE_HDR);
     if (rc < 0 || head == len) return rc;
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0) return -errno;
+    if ((rc = cache_clear_direct(fd)) < 0) return rc;
     return cache_pwrite_all(fd, (const unsigned char *)data + head, len - head,
                             CACHE_HDR + (off_t)head);
 }
@@ -309,9 +314,7 @@ static int cache_block_store(cache *c, const char *tmp, const unsigned char *h, 
     if (rc == -EINVAL && direct) {
         /* O_DIRECT accepted at open but refused at write (the device's alignment rules) */
         c->no_direct = 1;
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0) return -errno;
-        rc = cache_store_parts(fd, h, data, len, 0);
+        if ((rc = cache_clear_direct(fd)) == 0) rc = cache_store_parts(fd, h, data, len, 0);
     }
     return rc;
 }

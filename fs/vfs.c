@@ -777,14 +777,13 @@ static ssize_t vfs_pread_full(int fd, char *buf, size_t len, off_t off)
     return (ssize_t)done;
 }
 
-static int vfs_reply_iov(const struct iovec *iov, int n, void *arg)
+static void vfs_reply_iov(const struct iovec *iov, int n, void *arg)
 {
     /* A failed reply (the reader is gone) is the kernel's business, not an error to send. */
     if (n == 0)
         fuse_reply_buf((fuse_req_t)arg, NULL, 0); /* end of file */
     else
         fuse_reply_iov((fuse_req_t)arg, iov, n);
-    return 0;
 }
 
 static void vfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
